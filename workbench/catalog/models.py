@@ -1,0 +1,165 @@
+"""SQLAlchemy models of the catalog: the transactional metadata of a workspace."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Bumped when the catalog's tables change; stored in ``catalog_meta``.
+CATALOG_VERSION = 1
+
+
+def utcnow() -> dt.datetime:
+    """Current time, UTC, timezone-aware (catalog bookkeeping only, never segment logic)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores naive UTC, returns aware UTC, on every backend (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the catalog models."""
+
+
+class CatalogMeta(Base):
+    """Key/value facts about the catalog itself (its version)."""
+
+    __tablename__ = "catalog_meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+
+
+class NamespaceRow(Base):
+    """An identity namespace."""
+
+    __tablename__ = "namespaces"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    normalizer: Mapped[str] = mapped_column(String(16))
+    unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    description: Mapped[str] = mapped_column(Text, default="")
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchemaRow(Base):
+    """The current definition of a schema."""
+
+    __tablename__ = "schemas"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    cls: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchemaVersionRow(Base):
+    """Every version a schema has had (evolution history)."""
+
+    __tablename__ = "schema_versions"
+    __table_args__ = (UniqueConstraint("schema_name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schema_name: Mapped[str] = mapped_column(ForeignKey("schemas.name"))
+    version: Mapped[int] = mapped_column(Integer)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DatasetRow(Base):
+    """A stored table bound to a schema."""
+
+    __tablename__ = "datasets"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    schema_name: Mapped[str] = mapped_column(ForeignKey("schemas.name"))
+    profile_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    table_path: Mapped[str] = mapped_column(Text)
+    quarantine_path: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    error_threshold: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BatchRow(Base):
+    """One ingestion of one file or DataFrame into a dataset."""
+
+    __tablename__ = "batches"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset: Mapped[str] = mapped_column(ForeignKey("datasets.name"), index=True)
+    source: Mapped[str] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(16))
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # loading | success | failed
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors_recorded: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    warnings: Mapped[list[str]] = mapped_column(JSON, default=list)
+    table_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    quarantine_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    schema_version: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class TableVersionRow(Base):
+    """A commit the workbench made to a lake table (what each Delta version holds)."""
+
+    __tablename__ = "table_versions"
+    __table_args__ = (UniqueConstraint("table_name", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    table_name: Mapped[str] = mapped_column(String(255), index=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    operation: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), default=None)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    committed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+__all__ = [
+    "CATALOG_VERSION",
+    "Base",
+    "BatchRow",
+    "CatalogMeta",
+    "DatasetRow",
+    "NamespaceRow",
+    "SchemaRow",
+    "SchemaVersionRow",
+    "TableVersionRow",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,458 @@
+"""The catalog: read and write the workspace's metadata through SQLAlchemy.
+
+SQLite (a file inside the workspace) by default; any SQLAlchemy URL, such as
+``postgresql+psycopg://user@host/db``, moves it to a shared server. Callers get plain
+frozen dataclasses back, never live ORM objects, so nothing leaks a session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from workbench.catalog.models import (
+    CATALOG_VERSION,
+    Base,
+    BatchRow,
+    CatalogMeta,
+    DatasetRow,
+    NamespaceRow,
+    SchemaRow,
+    SchemaVersionRow,
+    TableVersionRow,
+    utcnow,
+)
+from workbench.errors import AlreadyExistsError, ConfigError, NotFoundError
+from workbench.schema.model import Schema
+from workbench.schema.namespaces import DEFAULT_NAMESPACES, Namespace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset as recorded in the catalog."""
+
+    name: str
+    schema_name: str
+    profile_enabled: bool
+    table_path: str
+    quarantine_path: str
+    description: str
+    error_threshold: float | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """One ingestion with its counts; ``rows_read == rows_accepted + rows_rejected``."""
+
+    id: int
+    dataset: str
+    source: str
+    format: str
+    content_hash: str
+    status: str
+    forced: bool
+    rows_read: int
+    rows_accepted: int
+    rows_rejected: int
+    errors_recorded: int
+    error: str | None
+    warnings: list[str] = field(default_factory=list)
+    table_version: int | None = None
+    quarantine_version: int | None = None
+    schema_version: int = 1
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds the batch took, when finished."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _dataset_info(r: DatasetRow) -> DatasetInfo:
+    return DatasetInfo(
+        name=r.name,
+        schema_name=r.schema_name,
+        profile_enabled=r.profile_enabled,
+        table_path=r.table_path,
+        quarantine_path=r.quarantine_path,
+        description=r.description,
+        error_threshold=r.error_threshold,
+        created_at=r.created_at,
+    )
+
+
+def _batch_info(r: BatchRow) -> BatchInfo:
+    return BatchInfo(
+        id=r.id,
+        dataset=r.dataset,
+        source=r.source,
+        format=r.format,
+        content_hash=r.content_hash,
+        status=r.status,
+        forced=r.forced,
+        rows_read=r.rows_read,
+        rows_accepted=r.rows_accepted,
+        rows_rejected=r.rows_rejected,
+        errors_recorded=r.errors_recorded,
+        error=r.error,
+        warnings=list(r.warnings or []),
+        table_version=r.table_version,
+        quarantine_version=r.quarantine_version,
+        schema_version=r.schema_version,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Catalog:
+    """Transactional metadata: namespaces, schemas, datasets, batches, table versions."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        except Exception as e:  # bad URL, missing driver
+            raise ConfigError(f"cannot open catalog {self._safe_url()}: {e}") from e
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _safe_url(self) -> str:
+        """The URL with any password hidden (secrets never reach logs)."""
+        try:
+            from sqlalchemy.engine import make_url
+
+            return make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<catalog url>"
+
+    @property
+    def backend(self) -> str:
+        """``sqlite``, ``postgresql``..."""
+        return self.engine.dialect.name
+
+    def initialize(self) -> None:
+        """Create the tables (idempotent) and the built-in namespaces."""
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as e:
+            raise ConfigError(f"cannot reach catalog {self._safe_url()}: {e.orig}") from e
+        with self.session() as s:
+            if s.get(CatalogMeta, "version") is None:
+                s.add(CatalogMeta(key="version", value=str(CATALOG_VERSION)))
+            have = set(s.scalars(select(NamespaceRow.name)))
+            for ns in DEFAULT_NAMESPACES:
+                if ns.name not in have:
+                    s.add(_ns_row(ns, builtin=True))
+
+    def check(self) -> None:
+        """Fail clearly when the catalog has not been initialized or is too new."""
+        try:
+            with self.session() as s:
+                meta = s.get(CatalogMeta, "version")
+        except OperationalError as e:
+            raise ConfigError(f"catalog {self._safe_url()} is not usable: {e.orig}") from e
+        if meta is None:
+            raise ConfigError(f"catalog {self._safe_url()} is not initialized")
+        if int(meta.value) > CATALOG_VERSION:
+            raise ConfigError(
+                f"catalog version {meta.value} is newer than this workbench ({CATALOG_VERSION})"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        s = self._sessions()
+        try:
+            yield s
+            s.commit()
+        except Exception:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ namespaces
+    def namespaces(self) -> list[Namespace]:
+        """All namespaces, highest priority first."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(NamespaceRow).order_by(NamespaceRow.priority.desc(), NamespaceRow.name)
+            )
+            return [_ns_from_row(r) for r in rows]
+
+    def add_namespace(self, ns: Namespace) -> Namespace:
+        """Register a custom namespace."""
+        try:
+            with self.session() as s:
+                s.add(_ns_row(ns, builtin=False))
+        except IntegrityError as e:
+            raise AlreadyExistsError(f"namespace {ns.name!r} already exists") from e
+        return ns
+
+    # ------------------------------------------------------------------ schemas
+    def get_schema(self, name: str) -> Schema:
+        """The current version of a schema."""
+        with self.session() as s:
+            row = s.get(SchemaRow, name)
+            if row is None:
+                raise NotFoundError(f"no schema named {name!r}")
+            sch = Schema.from_dict(row.definition, self.namespaces())
+            return _with_version(sch, row.version)
+
+    def list_schemas(self) -> list[Schema]:
+        """Every schema, by name."""
+        nss = self.namespaces()
+        with self.session() as s:
+            rows = list(s.scalars(select(SchemaRow).order_by(SchemaRow.name)))
+            return [_with_version(Schema.from_dict(r.definition, nss), r.version) for r in rows]
+
+    def schema_history(self, name: str) -> list[tuple[int, dt.datetime, dict[str, Any]]]:
+        """(version, created_at, definition) for every version of a schema."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(SchemaVersionRow)
+                .where(SchemaVersionRow.schema_name == name)
+                .order_by(SchemaVersionRow.version)
+            )
+            return [(r.version, r.created_at, r.definition) for r in rows]
+
+    def put_schema(self, schema: Schema) -> tuple[Schema, str]:
+        """Register or evolve a schema.
+
+        Returns:
+            The schema with its version, and ``created``, ``evolved`` or ``unchanged``.
+        """
+        nss = self.namespaces()
+        problems = schema.problems(nss)
+        if problems:
+            from workbench.errors import ValidationError
+
+            raise ValidationError(f"schema {schema.name!r}", problems)
+        with self.session() as s:
+            row = s.get(SchemaRow, schema.name, with_for_update=True)
+            if row is None:
+                definition = schema.to_dict()
+                s.add(
+                    SchemaRow(
+                        name=schema.name, cls=schema.cls.value, version=1, definition=definition
+                    )
+                )
+                s.flush()
+                s.add(SchemaVersionRow(schema_name=schema.name, version=1, definition=definition))
+                return _with_version(schema, 1), "created"
+            current = _with_version(Schema.from_dict(row.definition, nss), row.version)
+            evolved = current.evolve_to(schema)  # raises SchemaConflictError
+            if evolved.version == current.version:
+                return current, "unchanged"
+            row.definition = evolved.to_dict()
+            row.version = evolved.version
+            row.updated_at = utcnow()
+            s.add(
+                SchemaVersionRow(
+                    schema_name=schema.name, version=evolved.version, definition=row.definition
+                )
+            )
+            return evolved, "evolved"
+
+    # ------------------------------------------------------------------ datasets
+    def add_dataset(self, info: DatasetInfo) -> DatasetInfo:
+        """Record a new dataset."""
+        with self.session() as s:
+            if s.get(SchemaRow, info.schema_name) is None:
+                raise NotFoundError(f"no schema named {info.schema_name!r}")
+            if s.get(DatasetRow, info.name) is not None:
+                raise AlreadyExistsError(f"dataset {info.name!r} already exists")
+            row = DatasetRow(
+                name=info.name,
+                schema_name=info.schema_name,
+                profile_enabled=info.profile_enabled,
+                table_path=info.table_path,
+                quarantine_path=info.quarantine_path,
+                description=info.description,
+                error_threshold=info.error_threshold,
+                created_at=info.created_at,
+            )
+            s.add(row)
+            return _dataset_info(row)
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        """A dataset by name."""
+        with self.session() as s:
+            row = s.get(DatasetRow, name)
+            if row is None:
+                raise NotFoundError(f"no dataset named {name!r}")
+            return _dataset_info(row)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every dataset, by name."""
+        with self.session() as s:
+            return [
+                _dataset_info(r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))
+            ]
+
+    # ------------------------------------------------------------------ batches
+    def start_batch(
+        self,
+        dataset: str,
+        source: str,
+        fmt: str,
+        content_hash: str,
+        forced: bool,
+        schema_version: int,
+    ) -> BatchInfo:
+        """Record a batch in state ``loading``."""
+        with self.session() as s:
+            row = BatchRow(
+                dataset=dataset,
+                source=source,
+                format=fmt,
+                content_hash=content_hash,
+                status="loading",
+                forced=forced,
+                schema_version=schema_version,
+                warnings=[],
+            )
+            s.add(row)
+            s.flush()
+            return _batch_info(row)
+
+    def finish_batch(self, batch_id: int, **values: Any) -> BatchInfo:
+        """Set a batch's final status and counts."""
+        with self.session() as s:
+            row = s.get(BatchRow, batch_id)
+            if row is None:
+                raise NotFoundError(f"no batch {batch_id}")
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.finished_at = values.get("finished_at") or utcnow()
+            return _batch_info(row)
+
+    def get_batch(self, batch_id: int) -> BatchInfo:
+        """A batch by id."""
+        with self.session() as s:
+            row = s.get(BatchRow, batch_id)
+            if row is None:
+                raise NotFoundError(f"no batch {batch_id}")
+            return _batch_info(row)
+
+    def list_batches(
+        self, dataset: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[BatchInfo]:
+        """Batches, newest first."""
+        q = select(BatchRow).order_by(BatchRow.id.desc())
+        if dataset is not None:
+            q = q.where(BatchRow.dataset == dataset)
+        if status is not None:
+            q = q.where(BatchRow.status == status)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.session() as s:
+            return [_batch_info(r) for r in s.scalars(q)]
+
+    def find_loaded(self, dataset: str, content_hash: str) -> BatchInfo | None:
+        """The successful batch that already loaded this content into the dataset, if any."""
+        q = (
+            select(BatchRow)
+            .where(BatchRow.dataset == dataset, BatchRow.content_hash == content_hash)
+            .where(BatchRow.status == "success")
+            .order_by(BatchRow.id)
+            .limit(1)
+        )
+        with self.session() as s:
+            row = s.scalars(q).first()
+            return None if row is None else _batch_info(row)
+
+    # ------------------------------------------------------------------ table versions
+    def record_version(
+        self, table_name: str, version: int, operation: str, rows: int, batch_id: int | None
+    ) -> None:
+        """Remember what a lake commit holds."""
+        with self.session() as s:
+            exists = s.scalars(
+                select(TableVersionRow).where(
+                    TableVersionRow.table_name == table_name, TableVersionRow.version == version
+                )
+            ).first()
+            if exists is None:
+                s.add(
+                    TableVersionRow(
+                        table_name=table_name,
+                        version=version,
+                        operation=operation,
+                        rows=rows,
+                        batch_id=batch_id,
+                    )
+                )
+
+    def table_versions(
+        self, table_name: str
+    ) -> list[tuple[int, str, int, int | None, dt.datetime]]:
+        """(version, operation, rows, batch_id, committed_at) of a lake table, oldest first."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(TableVersionRow)
+                .where(TableVersionRow.table_name == table_name)
+                .order_by(TableVersionRow.version)
+            )
+            return [(r.version, r.operation, r.rows, r.batch_id, r.committed_at) for r in rows]
+
+
+def _ns_row(ns: Namespace, builtin: bool) -> NamespaceRow:
+    return NamespaceRow(
+        name=ns.name,
+        kind=ns.kind.value,
+        normalizer=ns.normalizer.value,
+        unique=ns.unique,
+        priority=ns.priority,
+        description=ns.description,
+        builtin=builtin,
+    )
+
+
+def _ns_from_row(r: NamespaceRow) -> Namespace:
+    return Namespace.from_dict(
+        {
+            "name": r.name,
+            "kind": r.kind,
+            "normalizer": r.normalizer,
+            "unique": r.unique,
+            "priority": r.priority,
+            "description": r.description,
+        }
+    )
+
+
+def _with_version(schema: Schema, version: int) -> Schema:
+    from dataclasses import replace
+
+    return replace(schema, version=version)
+
+
+__all__ = ["BatchInfo", "Catalog", "DatasetInfo"]

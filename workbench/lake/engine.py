@@ -1,0 +1,117 @@
+"""The engine interface: a few hooks, DuckDB by default.
+
+Core methods are final and shared; a backend fills in the hooks (execute, fetch Arrow,
+register a table). Errors are re-raised as :class:`EngineError` with the failing SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from typing import Any, final
+
+import duckdb
+import pyarrow as pa
+
+from workbench.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+
+class Engine(ABC):
+    """A query engine the workbench runs its SQL on."""
+
+    name: str = "abstract"
+    dialect: str = "duckdb"
+
+    @final
+    def query(self, sql: str) -> pa.Table:
+        """Run a query and return its result as an Arrow table."""
+        try:
+            return self._fetch_arrow(sql)
+        except Exception as e:
+            raise EngineError(f"{self.name} query failed: {e}", sql) from e
+
+    @final
+    def execute(self, sql: str) -> None:
+        """Run a statement with no result."""
+        try:
+            self._execute(sql)
+        except Exception as e:
+            raise EngineError(f"{self.name} statement failed: {e}", sql) from e
+
+    @final
+    def scalar(self, sql: str) -> Any:
+        """Run a query and return the first column of its first row."""
+        t = self.query(sql)
+        return t.column(0)[0].as_py() if t.num_rows else None
+
+    @abstractmethod
+    def _execute(self, sql: str) -> None: ...
+
+    @abstractmethod
+    def _fetch_arrow(self, sql: str) -> pa.Table: ...
+
+    @abstractmethod
+    def register(self, name: str, data: Any) -> None:
+        """Make an Arrow table / dataset / DataFrame queryable under ``name``."""
+
+    @abstractmethod
+    def unregister(self, name: str) -> None:
+        """Forget a registered name."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release resources."""
+
+
+class DuckDBEngine(Engine):
+    """DuckDB in-process; built-in extensions only (nothing is downloaded at run time)."""
+
+    name = "duckdb"
+    dialect = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self._con = duckdb.connect(
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        )
+        self._lock = threading.RLock()
+        self._con.execute("SET TimeZone = 'UTC'")
+        n = threads or int(os.environ.get("WORKBENCH_THREADS", "0")) or os.cpu_count() or 2
+        self._con.execute(f"SET threads = {int(n)}")
+        if memory_limit:
+            self._con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The raw DuckDB connection (for the engine layer and tests)."""
+        return self._con
+
+    def _execute(self, sql: str) -> None:
+        with self._lock:
+            self._con.execute(sql)
+
+    def _fetch_arrow(self, sql: str) -> pa.Table:
+        with self._lock:
+            res = self._con.execute(sql)
+            return (
+                res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
+            )
+
+    def register(self, name: str, data: Any) -> None:
+        with self._lock:
+            self._con.register(name, data)
+
+    def unregister(self, name: str) -> None:
+        with self._lock, contextlib.suppress(duckdb.Error):  # unknown name: nothing to forget
+            self._con.unregister(name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+__all__ = ["DuckDBEngine", "Engine"]

@@ -1,0 +1,50 @@
+"""SQL building helpers: identifiers and literals are always made by sqlglot.
+
+User-supplied values (enum values, patterns, ranges) never reach SQL by string pasting:
+they go through :func:`lit`, which builds a sqlglot literal and renders it for the dialect.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import sqlglot.expressions as exp
+
+DIALECT = "duckdb"
+
+
+def ident(name: str, dialect: str = DIALECT) -> str:
+    """A quoted identifier."""
+    return exp.to_identifier(name, quoted=True).sql(dialect)
+
+
+def lit(value: object, dialect: str = DIALECT) -> str:
+    """A SQL literal for a Python value (str, int, float, Decimal, bool, None, date, datetime)."""
+    if value is None:
+        return exp.Null().sql(dialect)
+    if isinstance(value, bool):
+        return exp.Boolean(this=value).sql(dialect)
+    if isinstance(value, int | float | Decimal):
+        return exp.Literal.number(value).sql(dialect)
+    if isinstance(value, dt.datetime):
+        v = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return exp.Cast(
+            this=exp.Literal.string(v.isoformat()), to=exp.DataType.build("TIMESTAMPTZ")
+        ).sql(dialect)
+    if isinstance(value, dt.date):
+        return exp.Cast(
+            this=exp.Literal.string(value.isoformat()), to=exp.DataType.build("DATE")
+        ).sql(dialect)
+    if isinstance(value, str):
+        return exp.Literal.string(value).sql(dialect)
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def lit_list(values: list[object], dialect: str = DIALECT) -> str:
+    """A list literal ``[a, b, c]`` for DuckDB (a tuple ``(a, b, c)`` elsewhere)."""
+    items = ", ".join(lit(v, dialect) for v in values)
+    return f"[{items}]" if dialect == "duckdb" else f"({items})"
+
+
+__all__ = ["DIALECT", "ident", "lit", "lit_list"]
