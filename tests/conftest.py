@@ -60,3 +60,30 @@ def fresh_postgres_db(postgres_url: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+# ---------------------------------------------------------------------------
+# Workspaces
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ws(tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh workspace (SQLite catalog) with the sample brand's schemas and datasets."""
+    from workbench import Workspace
+    from workbench.sample.brand import register
+
+    w = Workspace.create(tmp_path / "ws")
+    register(w)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def empty_ws(tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh workspace with nothing registered."""
+    from workbench import Workspace
+
+    w = Workspace.create(tmp_path / "ws")
+    yield w
+    w.close()

@@ -307,7 +307,7 @@ def _value_sql(
         return (
             f"CASE WHEN starts_with({clean}, '[') THEN "
             f"(CASE WHEN json_valid({clean}) THEN TRY_CAST(CAST({clean} AS JSON) AS VARCHAR[]) END) "
-            f"ELSE list_transform(string_split({clean}, {sep}), x -> trim(x)) END"
+            f"ELSE list_transform(string_split({clean}, {sep}), lambda x: trim(x)) END"
         )
     if t in (FieldType.STRING,):
         return clean

@@ -96,10 +96,10 @@ class DuckDBEngine(Engine):
 
     def _fetch_arrow(self, sql: str) -> pa.Table:
         with self._lock:
-            res = self._con.execute(sql)
-            return (
-                res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
-            )
+            rel = self._con.sql(sql)
+            if rel is None:  # a statement without a result
+                return pa.table({})
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
     def register(self, name: str, data: Any) -> None:
         with self._lock:

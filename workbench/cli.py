@@ -1,0 +1,511 @@
+"""The ``workbench`` command.
+
+Errors the workbench raises on purpose print as one clear line and exit with code 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from workbench.errors import BatchFailedError, ValidationError, WorkbenchError
+
+log = logging.getLogger(__name__)
+console = Console()
+err_console = Console(stderr=True)
+
+DEFAULT_WORKSPACE = "data/workspace"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _workspace_option(f: F) -> F:
+    return click.option(
+        "--workspace",
+        "-w",
+        envvar="WORKBENCH_WORKSPACE",
+        default=DEFAULT_WORKSPACE,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Workspace folder (or WORKBENCH_WORKSPACE).",
+    )(f)
+
+
+def _open(path: Path) -> Any:
+    from workbench.workspace import Workspace
+
+    return Workspace.open(path)
+
+
+def _fmt_int(n: int | None) -> str:
+    return "" if n is None else f"{n:,}"
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> Table:
+    t = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    return t
+
+
+def _batch_rows(batches: list[Any], ws_path: Path | None = None) -> list[list[Any]]:
+    rows = []
+    for b in batches:
+        dur = b.duration_s
+        rows.append(
+            [
+                b.id,
+                b.dataset,
+                Path(b.source).name if b.source != "DataFrame" else b.source,
+                b.status,
+                _fmt_int(b.rows_read),
+                _fmt_int(b.rows_accepted),
+                _fmt_int(b.rows_rejected),
+                "" if dur is None else f"{dur:.2f}s",
+            ]
+        )
+    return rows
+
+
+BATCH_COLUMNS = ["batch", "dataset", "source", "status", "read", "accepted", "rejected", "time"]
+
+
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ValidationError as e:
+            err_console.print(f"[red]error:[/red] {e.what} is invalid:", highlight=False)
+            for p in e.problems:
+                err_console.print(f"  - {p}", highlight=False)
+            sys.exit(2)
+        except WorkbenchError as e:
+            err_console.print(f"[red]error:[/red] {e}", highlight=False, markup=False)
+            sys.exit(2)
+
+
+@click.group(cls=_Main)
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(package_name="audience-workbench")
+def main(verbose: int) -> None:
+    """Audience Workbench: ingest, stitch identities, segment and activate audiences."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# ---------------------------------------------------------------------- init
+@main.command()
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_WORKSPACE)
+@click.option(
+    "--catalog-url",
+    default=None,
+    help="SQLAlchemy URL of the catalog (default: SQLite in the workspace).",
+)
+@click.option("--region", default="US", show_default=True, help="Default region for phone numbers.")
+def init(path: Path, catalog_url: str | None, region: str) -> None:
+    """Create a workspace at PATH."""
+    from workbench.settings import WorkspaceSettings
+    from workbench.workspace import Workspace
+
+    s = WorkspaceSettings(name=path.name, default_region=region)
+    ws = Workspace.create(path, settings=s, catalog_url=catalog_url)
+    console.print(f"created workspace [bold]{ws.path}[/bold] (catalog: {ws.catalog.backend})")
+
+
+# ---------------------------------------------------------------------- schemas
+@main.group()
+def schema() -> None:
+    """Register and inspect schemas."""
+
+
+@schema.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_workspace_option
+def schema_add(paths: tuple[Path, ...], workspace: Path) -> None:
+    """Register (or evolve) schemas from YAML files or folders."""
+    from workbench.schema.model import load_schemas
+
+    ws = _open(workspace)
+    for s in load_schemas(paths, ws.namespaces()):
+        before = {x.name: x.version for x in ws.schemas.list()}
+        stored = ws.schemas.add(s)
+        action = (
+            "created"
+            if s.name not in before
+            else ("evolved" if before[s.name] != stored.version else "unchanged")
+        )
+        console.print(
+            f"schema [bold]{stored.name}[/bold] {action} (version {stored.version}, {len(stored.fields)} fields)"
+        )
+
+
+@schema.command("list")
+@_workspace_option
+def schema_list(workspace: Path) -> None:
+    """List schemas."""
+    ws = _open(workspace)
+    rows = [
+        [
+            s.name,
+            s.cls.value,
+            s.version,
+            len(s.fields),
+            ", ".join(f"{f.name}:{f.identity.namespace}" for f in s.identity_fields),
+        ]
+        for s in ws.schemas.list()
+    ]
+    console.print(_table("schemas", ["name", "class", "version", "fields", "identities"], rows))
+
+
+@schema.command("show")
+@click.argument("name")
+@click.option("--yaml", "as_yaml", is_flag=True, help="Print the YAML definition.")
+@_workspace_option
+def schema_show(name: str, as_yaml: bool, workspace: Path) -> None:
+    """Show a schema's fields (or its YAML)."""
+    ws = _open(workspace)
+    s = ws.schemas.get(name)
+    if as_yaml:
+        click.echo(s.to_yaml())
+        return
+    rows = []
+    for f in s.fields:
+        ident = ""
+        if f.identity:
+            ident = f.identity.namespace + (" (primary)" if f.identity.primary else "")
+        extra = []
+        if f.values:
+            extra.append("values: " + ", ".join(f.values))
+        if f.minimum is not None:
+            extra.append(f"min {f.minimum:g}")
+        if f.maximum is not None:
+            extra.append(f"max {f.maximum:g}")
+        if f.pattern:
+            extra.append(f"pattern {f.pattern}")
+        if f.default is not None:
+            extra.append(f"default {f.default}")
+        rows.append(
+            [
+                f.name,
+                f.type.value,
+                "yes" if f.required else "",
+                ident,
+                ", ".join(f.labels),
+                "; ".join(extra),
+            ]
+        )
+    console.print(
+        _table(
+            f"{s.name} ({s.cls.value}, version {s.version})",
+            ["field", "type", "required", "identity", "labels", "rules"],
+            rows,
+        )
+    )
+
+
+# ---------------------------------------------------------------------- datasets
+@main.group()
+def dataset() -> None:
+    """Create and list datasets."""
+
+
+@dataset.command("create")
+@click.argument("name")
+@click.option("--schema", "schema_name", required=True, help="Registered schema name.")
+@click.option(
+    "--profile/--no-profile",
+    "profile_enabled",
+    default=False,
+    help="Feeds identities and profiles.",
+)
+@click.option("--description", default="")
+@click.option(
+    "--error-threshold", type=float, default=None, help="Share of rejected rows that fails a batch."
+)
+@_workspace_option
+def dataset_create(
+    name: str,
+    schema_name: str,
+    profile_enabled: bool,
+    description: str,
+    error_threshold: float | None,
+    workspace: Path,
+) -> None:
+    """Create a dataset bound to a schema."""
+    ws = _open(workspace)
+    d = ws.datasets.create(
+        name,
+        schema_name,
+        profile_enabled=profile_enabled,
+        description=description,
+        error_threshold=error_threshold,
+    )
+    console.print(
+        f"dataset [bold]{d.name}[/bold] created (schema {d.schema_name}, profile {'on' if d.profile_enabled else 'off'})"
+    )
+
+
+@dataset.command("list")
+@_workspace_option
+def dataset_list(workspace: Path) -> None:
+    """List datasets with row counts."""
+    ws = _open(workspace)
+    rows = []
+    for d in ws.datasets.list():
+        batches = ws.batches(d.name)
+        ok = [b for b in batches if b.status == "success"]
+        rows.append(
+            [
+                d.name,
+                d.schema_name,
+                "yes" if d.profile_enabled else "",
+                _fmt_int(ws.datasets.count(d.name)),
+                len(ok),
+                _fmt_int(sum(b.rows_rejected for b in batches)),
+                ws.datasets.version(d.name),
+            ]
+        )
+    console.print(
+        _table(
+            "datasets",
+            ["name", "schema", "profile", "rows", "batches", "rejected", "version"],
+            rows,
+        )
+    )
+
+
+# ---------------------------------------------------------------------- ingestion
+@main.command()
+@click.argument("dataset_name", metavar="DATASET")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]), default=None)
+@click.option("--force", is_flag=True, help="Load content that was already loaded.")
+@click.option("--error-threshold", type=float, default=None)
+@_workspace_option
+def ingest(
+    dataset_name: str,
+    files: tuple[Path, ...],
+    fmt: str | None,
+    force: bool,
+    error_threshold: float | None,
+    workspace: Path,
+) -> None:
+    """Ingest FILES (CSV, Parquet, JSON Lines) into DATASET."""
+    ws = _open(workspace)
+    failed = False
+    for f in files:
+        with console.status(f"ingesting {f} into {dataset_name}..."):
+            try:
+                r = ws.ingest(
+                    dataset_name, f, format=fmt, force=force, error_threshold=error_threshold
+                )
+            except BatchFailedError as e:
+                err_console.print(f"[red]batch failed:[/red] {e}", highlight=False, markup=False)
+                failed = True
+                continue
+        b = r.batch
+        console.print(
+            f"batch {b.id}: {f.name} -> {dataset_name}: read {b.rows_read:,}, accepted {b.rows_accepted:,}, "
+            f"rejected {b.rows_rejected:,} in {r.seconds:.2f}s ({r.rows_per_second:,.0f} rows/s)"
+        )
+        for w in b.warnings:
+            console.print(f"  [yellow]warning:[/yellow] {w}", highlight=False)
+        if b.rows_rejected:
+            console.print(
+                f"  rejected rows: workbench quarantine {dataset_name} --batch {b.id}",
+                highlight=False,
+            )
+    if failed:
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--dataset", "dataset_name", default=None)
+@click.option("--limit", default=50, show_default=True)
+@_workspace_option
+def batches(dataset_name: str | None, limit: int, workspace: Path) -> None:
+    """List ingestion batches, newest first."""
+    ws = _open(workspace)
+    console.print(
+        _table("batches", BATCH_COLUMNS, _batch_rows(ws.batches(dataset_name, limit=limit)))
+    )
+
+
+@main.command()
+@click.argument("dataset_name", metavar="DATASET")
+@click.option("--batch", "batch_id", type=int, default=None)
+@click.option("--limit", default=20, show_default=True, help="Rows to show.")
+@click.option("--summary", is_flag=True, help="Counts per field and reason.")
+@_workspace_option
+def quarantine(
+    dataset_name: str, batch_id: int | None, limit: int, summary: bool, workspace: Path
+) -> None:
+    """Show rejected rows of DATASET: row, field, value, reason."""
+    ws = _open(workspace)
+    if summary:
+        t = ws.datasets.quarantine_summary(dataset_name)
+        console.print(
+            _table(
+                f"quarantine of {dataset_name}",
+                t.column_names,
+                [list(r.values()) for r in t.to_pylist()],
+            )
+        )
+        return
+    q = ws.datasets.quarantine(dataset_name, batch_id)
+    rows = [
+        [r["batch_id"], r["row"], r["field"], r["value"], r["reason"]]
+        for r in q.slice(0, limit).to_pylist()
+    ]
+    console.print(
+        _table(
+            f"quarantine of {dataset_name}: {q.num_rows:,} errors",
+            ["batch", "row", "field", "value", "reason"],
+            rows,
+        )
+    )
+    console.print(f"stored in {ws.datasets.get(dataset_name).quarantine_path}", highlight=False)
+
+
+# ---------------------------------------------------------------------- sample + demo
+@main.command()
+@click.option("--persons", default=10_000, show_default=True, type=int)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--out",
+    default="data/sample",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--as-of", default=None, help="Generation reference time (ISO 8601, default 2026-12-01T00:00Z)."
+)
+def sample(persons: int, seed: int, out: Path, as_of: str | None) -> None:
+    """Generate the sample brand (with ground truth kept apart in OUT/truth)."""
+    _generate(persons, seed, out, as_of)
+
+
+def _generate(persons: int, seed: int, out: Path, as_of: str | None) -> Any:
+    from workbench.sample import DEFAULT_AS_OF, generate
+    from workbench.sample.brand import copy_schemas
+
+    when = DEFAULT_AS_OF if as_of is None else _parse_time(as_of)
+    t0 = time.perf_counter()
+    with console.status(f"generating {persons:,} persons (seed {seed}) into {out}..."):
+        manifest = generate(out, persons=persons, seed=seed, as_of=when)
+    copy_schemas(out)
+    m = manifest.to_dict()
+    rows = [
+        [f["name"], _fmt_int(f["rows"]), _fmt_int(len(f.get("malformed", [])))] for f in m["files"]
+    ]
+    console.print(
+        _table(
+            f"sample brand: {persons:,} persons in {time.perf_counter() - t0:.1f}s",
+            ["file", "rows", "malformed on purpose"],
+            rows,
+        )
+    )
+    console.print(
+        f"data in {out}, ground truth in {out / 'truth'}, schemas in {out / 'schemas'}",
+        highlight=False,
+    )
+    return manifest
+
+
+def _parse_time(value: str) -> dt.datetime:
+    v = value.strip().replace("Z", "+00:00")
+    try:
+        t = dt.datetime.fromisoformat(v)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from e
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+@main.command()
+@click.option("--persons", default=10_000, show_default=True, type=int)
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option(
+    "--sample-dir",
+    default="data/sample",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--fresh/--keep", default=True, show_default=True, help="Start from a new workspace.")
+@_workspace_option
+def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path) -> None:
+    """Generate the sample brand, create a workspace, register everything and ingest it."""
+    import shutil
+
+    from workbench.sample import SampleManifest
+    from workbench.sample.brand import SAMPLE_DATASETS, register
+    from workbench.workspace import Workspace
+
+    manifest_path = sample_dir / "manifest.json"
+    current = None
+    if manifest_path.exists():
+        current = SampleManifest.load(manifest_path)
+    if current is None or current.persons != persons or current.seed != seed:
+        _generate(persons, seed, sample_dir, None)
+    else:
+        console.print(
+            f"sample brand already generated in {sample_dir} ({persons:,} persons, seed {seed})"
+        )
+    if fresh and workspace.exists():
+        shutil.rmtree(workspace)
+    ws = Workspace.create(workspace, exist_ok=True)
+    register(ws)
+    t0 = time.perf_counter()
+    results = []
+    with console.status("ingesting the sample files..."):
+        for d in SAMPLE_DATASETS:
+            for f in d.files:
+                try:
+                    results.append(ws.ingest(d.name, sample_dir / f))
+                except WorkbenchError as e:
+                    err_console.print(f"[red]{d.name}:[/red] {e}", highlight=False, markup=False)
+    rows = []
+    for r in results:
+        b = r.batch
+        rows.append(
+            [
+                b.dataset,
+                Path(b.source).name,
+                _fmt_int(b.rows_read),
+                _fmt_int(b.rows_accepted),
+                _fmt_int(b.rows_rejected),
+                f"{r.rows_per_second:,.0f}",
+                f"workbench quarantine {b.dataset} --batch {b.id}" if b.rows_rejected else "",
+            ]
+        )
+    console.print(
+        _table(
+            f"ingested into {ws.path} in {time.perf_counter() - t0:.1f}s",
+            ["dataset", "file", "read", "accepted", "rejected", "rows/s", "rejected rows"],
+            rows,
+        )
+    )
+    console.print(f"quarantine tables: {ws.path / 'lake' / 'quarantine'}", highlight=False)
+    console.print(
+        "next: workbench batches -w "
+        + str(workspace)
+        + " | workbench quarantine crm_customers --summary -w "
+        + str(workspace),
+        highlight=False,
+    )
+    if len(results) != sum(len(d.files) for d in SAMPLE_DATASETS):
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
