@@ -250,7 +250,7 @@ def test_unreadable_and_missing_files(tws: Workspace, tmp_path: Path) -> None:
         tws.ingest("things", tmp_path / "nope.csv")
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(InputError, match="broken.parquet: unreadable Parquet"):
+    with pytest.raises(InputError, match=r"broken\.parquet: unreadable Parquet"):
         tws.ingest("things", broken)
     empty = tmp_path / "empty.csv"
     empty.write_text("")
