@@ -1,0 +1,1 @@
+"""Benchmarks against baselines, in the same run (``python -m bench --help``)."""

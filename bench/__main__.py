@@ -1,0 +1,39 @@
+"""``python -m bench``: run benchmarks and print/save their figures (bench/results/)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true")
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[common])
+    sub = p.add_subparsers(dest="what", required=False)
+    ing = sub.add_parser("ingest", parents=[common], help="ingestion rows/s vs pandas row-wise validation")
+    ing.add_argument("--persons", type=int, default=1_000_000)
+    ing.add_argument(
+        "--baseline-rows", type=int, default=200_000, help="rows per file for the (slow) baseline"
+    )
+    gen = sub.add_parser("generate", parents=[common], help="time the sample generator")
+    gen.add_argument("--persons", type=int, default=1_000_000)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING)
+    what = a.what or "ingest"
+    if what == "generate":
+        from bench.generate import run as run_gen
+
+        rep = run_gen(a.persons)
+    else:
+        from bench.ingest import run
+
+        rep = run(getattr(a, "persons", 1_000_000), getattr(a, "baseline_rows", 200_000))
+    rep.print()
+    print(f"saved {rep.save()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

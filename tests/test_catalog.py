@@ -1,0 +1,99 @@
+"""The catalog works the same on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbench import Workspace
+from workbench.errors import AlreadyExistsError, ConfigError, NotFoundError, SchemaConflictError
+from workbench.sample.brand import SAMPLE_DATASETS, register
+from workbench.settings import CATALOG_URL_ENV, WorkspaceSettings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog_url(request, tmp_path: Path) -> str:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cat.db'}"
+    return request.getfixturevalue("fresh_postgres_db")
+
+
+CRM = (
+    "crm_id,email,phone,first_name,last_name,birth_date,city,country,postal_code,loyalty_id,"
+    "consent_email,consent_sms,consent_ads,updated_at\n"
+    "C1, Ana.Lima@Example.com ,(212) 555-0142,Ana,Lima,1990-02-03,New York,US,10001,L1,true,false,true,2026-10-01T10:00:00Z\n"
+    "C2,bob@example.com,212-555-0199,Bob,Stone,1985-07-01,Boston,US,02101,,false,true,false,2026-10-02T10:00:00Z\n"
+)
+
+
+def test_workspace_round_trip_on_each_catalog(catalog_url: str, tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path / "ws", catalog_url=catalog_url)
+    assert ws.catalog.backend == catalog_url.split(":")[0].split("+")[0]
+    register(ws)
+    register(ws)  # idempotent
+    src = tmp_path / "crm.csv"
+    src.write_text(CRM)
+    b = ws.ingest("crm_customers", src).batch
+    assert (b.status, b.rows_read, b.rows_accepted, b.rows_rejected) == ("success", 2, 2, 0)
+    assert b.started_at is not None and b.started_at.tzinfo is not None
+    ws.close()
+
+    again = Workspace.open(tmp_path / "ws")
+    assert {d.name for d in again.datasets.list()} == {d.name for d in SAMPLE_DATASETS}
+    assert again.batches("crm_customers")[0].id == b.id
+    assert again.catalog.find_loaded("crm_customers", b.content_hash) is not None
+    assert [v for v, *_ in again.catalog.table_versions("dataset/crm_customers")] == [0, 1]
+    s = again.schemas.get("crm_customer")
+    with pytest.raises(SchemaConflictError):
+        again.schemas.add({**s.to_dict(), "fields": [f.to_dict() for f in s.fields if f.name != "city"]})
+    evolved = again.schemas.add({**s.to_dict(), "fields": [*(f.to_dict() for f in s.fields), {"name": "segment_hint", "type": "string"}]})
+    assert evolved.version == 2
+    with pytest.raises(AlreadyExistsError):
+        again.datasets.create("crm_customers", "loyalty_member")
+    with pytest.raises(NotFoundError, match="no dataset named 'nope'"):
+        again.datasets.get("nope")
+    again.close()
+
+
+@pytest.mark.postgres
+def test_catalog_url_from_environment(fresh_postgres_db: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(CATALOG_URL_ENV, fresh_postgres_db)
+    ws = Workspace.create(tmp_path / "ws")
+    assert ws.catalog.backend == "postgresql"
+    assert "catalog_url: ''" in (tmp_path / "ws" / "workbench.yaml").read_text()  # not written to the file
+    ws.close()
+
+
+def test_bad_catalog_url_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot reach catalog"):
+        Workspace.create(tmp_path / "ws", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+    # the password never appears in the message
+    try:
+        Workspace.create(tmp_path / "ws2", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+    except ConfigError as e:
+        assert "secret" not in str(e)
+
+
+def test_open_missing_workspace(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a workspace"):
+        Workspace.open(tmp_path / "none")
+
+
+def test_create_refuses_existing(tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "ws").close()
+    with pytest.raises(AlreadyExistsError):
+        Workspace.create(tmp_path / "ws")
+    Workspace.create(tmp_path / "ws", exist_ok=True).close()
+
+
+def test_settings_round_trip_and_validation() -> None:
+    s = WorkspaceSettings(name="x", default_region="gb", error_threshold=0.1)
+    again = WorkspaceSettings.from_dict(s.to_dict())
+    assert again.default_region == "GB" and again.error_threshold == 0.1
+    from workbench.errors import ValidationError
+
+    with pytest.raises(ValidationError) as ei:
+        WorkspaceSettings.from_dict({"error_threshold": 2, "default_region": "USA", "colour": 1})
+    paths = {p.path for p in ei.value.problems}
+    assert paths == {"error_threshold", "default_region", "colour"}

@@ -1,0 +1,94 @@
+"""The ``workbench`` command, run as a user runs it (the installed console script)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.sample.brand import schema_dir
+
+EXE = shutil.which("workbench", path=str(Path(sys.executable).parent)) or "workbench"
+
+
+def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+
+
+CRM = (
+    "crm_id,email,phone,first_name,last_name,birth_date,city,country,postal_code,loyalty_id,"
+    "consent_email,consent_sms,consent_ads,updated_at\n"
+    "C1,ana@example.com,(212) 555-0142,Ana,Lima,1990-02-03,NYC,US,10001,L1,true,false,true,2026-10-01T10:00:00Z\n"
+    "C2,bob@,212-555-0199,Bob,Stone,1985-07-01,Boston,US,02101,,false,true,false,2026-10-02T10:00:00Z\n"
+)
+
+
+def test_cli_walkthrough(tmp_path: Path) -> None:
+    w = ["-w", str(tmp_path / "ws")]
+    r = wb("init", str(tmp_path / "ws"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "created workspace" in r.stdout
+    r = wb("schema", "add", str(schema_dir()), *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "schema crm_customer created (version 1" in r.stdout
+    r = wb("schema", "list", *w, cwd=tmp_path)
+    assert "crm_customer" in r.stdout and "email:email" in r.stdout
+    r = wb("schema", "show", "crm_customer", *w, cwd=tmp_path)
+    assert "crm_id (primary)" in r.stdout
+    r = wb("schema", "show", "crm_customer", "--yaml", *w, cwd=tmp_path)
+    assert r.stdout.startswith("name: crm_customer")
+    r = wb("dataset", "create", "crm", "--schema", "crm_customer", "--profile", "--error-threshold", "0.6", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "crm.csv").write_text(CRM)
+    r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "read 2, accepted 1, rejected 1" in r.stdout
+    r = wb("batches", *w, cwd=tmp_path)
+    assert "crm.csv" in r.stdout and "success" in r.stdout
+    r = wb("quarantine", "crm", *w, cwd=tmp_path)
+    assert "not a valid email address" in r.stdout and "bob@" in r.stdout
+    r = wb("quarantine", "crm", "--summary", *w, cwd=tmp_path)
+    assert "email" in r.stdout
+    r = wb("dataset", "list", *w, cwd=tmp_path)
+    assert "crm" in r.stdout
+
+    # errors: one line, exit code 2, no traceback
+    r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "already loaded" in r.stderr and "Traceback" not in r.stderr
+    r = wb("ingest", "nope", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
+    assert r.returncode == 2 and "no dataset named 'nope'" in r.stderr and "Traceback" not in r.stderr
+    r = wb("ingest", "crm", str(tmp_path / "missing.csv"), *w, cwd=tmp_path)
+    assert r.returncode == 2 and "missing.csv: file not found" in r.stderr
+    r = wb("schema", "list", "-w", str(tmp_path / "nowhere"), cwd=tmp_path)
+    assert r.returncode == 2 and "not a workspace" in r.stderr
+
+
+def test_cli_batch_over_threshold_exits_2(tmp_path: Path) -> None:
+    w = ["-w", str(tmp_path / "ws")]
+    assert wb("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    assert wb("schema", "add", str(schema_dir()), *w, cwd=tmp_path).returncode == 0
+    assert wb("dataset", "create", "crm", "--schema", "crm_customer", *w, cwd=tmp_path).returncode == 0
+    (tmp_path / "crm.csv").write_text(CRM)
+    r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "50.0% of rows rejected (1 of 2)" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_invalid_schema_lists_problems(tmp_path: Path) -> None:
+    assert wb("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nclass: event\nfields:\n  - {name: x, type: money}\n")
+    r = wb("schema", "add", str(bad), "-w", str(tmp_path / "ws"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "fields[0].type: unknown type 'money'" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_cli_help(tmp_path: Path, args: list[str]) -> None:
+    assert wb(*args, cwd=tmp_path).returncode == 0
