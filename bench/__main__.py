@@ -12,7 +12,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("-v", "--verbose", action="store_true")
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, parents=[common])
     sub = p.add_subparsers(dest="what", required=False)
-    ing = sub.add_parser("ingest", parents=[common], help="ingestion rows/s vs pandas row-wise validation")
+    ing = sub.add_parser(
+        "ingest", parents=[common], help="ingestion rows/s vs pandas row-wise validation"
+    )
     ing.add_argument("--persons", type=int, default=1_000_000)
     ing.add_argument(
         "--baseline-rows", type=int, default=200_000, help="rows per file for the (slow) baseline"

@@ -46,8 +46,18 @@ def test_workspace_round_trip_on_each_catalog(catalog_url: str, tmp_path: Path) 
     assert [v for v, *_ in again.catalog.table_versions("dataset/crm_customers")] == [0, 1]
     s = again.schemas.get("crm_customer")
     with pytest.raises(SchemaConflictError):
-        again.schemas.add({**s.to_dict(), "fields": [f.to_dict() for f in s.fields if f.name != "city"]})
-    evolved = again.schemas.add({**s.to_dict(), "fields": [*(f.to_dict() for f in s.fields), {"name": "segment_hint", "type": "string"}]})
+        again.schemas.add(
+            {**s.to_dict(), "fields": [f.to_dict() for f in s.fields if f.name != "city"]}
+        )
+    evolved = again.schemas.add(
+        {
+            **s.to_dict(),
+            "fields": [
+                *(f.to_dict() for f in s.fields),
+                {"name": "segment_hint", "type": "string"},
+            ],
+        }
+    )
     assert evolved.version == 2
     with pytest.raises(AlreadyExistsError):
         again.datasets.create("crm_customers", "loyalty_member")
@@ -61,16 +71,22 @@ def test_catalog_url_from_environment(fresh_postgres_db: str, tmp_path: Path, mo
     monkeypatch.setenv(CATALOG_URL_ENV, fresh_postgres_db)
     ws = Workspace.create(tmp_path / "ws")
     assert ws.catalog.backend == "postgresql"
-    assert "catalog_url: ''" in (tmp_path / "ws" / "workbench.yaml").read_text()  # not written to the file
+    assert (
+        "catalog_url: ''" in (tmp_path / "ws" / "workbench.yaml").read_text()
+    )  # not written to the file
     ws.close()
 
 
 def test_bad_catalog_url_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot reach catalog"):
-        Workspace.create(tmp_path / "ws", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+        Workspace.create(
+            tmp_path / "ws", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x"
+        )
     # the password never appears in the message
     try:
-        Workspace.create(tmp_path / "ws2", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+        Workspace.create(
+            tmp_path / "ws2", catalog_url="postgresql+psycopg://nobody:secret@127.0.0.1:1/x"
+        )
     except ConfigError as e:
         assert "secret" not in str(e)
 

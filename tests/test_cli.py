@@ -17,7 +17,9 @@ EXE = shutil.which("workbench", path=str(Path(sys.executable).parent)) or "workb
 
 def wb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [EXE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 CRM = (
@@ -42,7 +44,18 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     assert "crm_id (primary)" in r.stdout
     r = wb("schema", "show", "crm_customer", "--yaml", *w, cwd=tmp_path)
     assert r.stdout.startswith("name: crm_customer")
-    r = wb("dataset", "create", "crm", "--schema", "crm_customer", "--profile", "--error-threshold", "0.6", *w, cwd=tmp_path)
+    r = wb(
+        "dataset",
+        "create",
+        "crm",
+        "--schema",
+        "crm_customer",
+        "--profile",
+        "--error-threshold",
+        "0.6",
+        *w,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     (tmp_path / "crm.csv").write_text(CRM)
     r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
@@ -62,7 +75,9 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "already loaded" in r.stderr and "Traceback" not in r.stderr
     r = wb("ingest", "nope", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
-    assert r.returncode == 2 and "no dataset named 'nope'" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2 and "no dataset named 'nope'" in r.stderr and "Traceback" not in r.stderr
+    )
     r = wb("ingest", "crm", str(tmp_path / "missing.csv"), *w, cwd=tmp_path)
     assert r.returncode == 2 and "missing.csv: file not found" in r.stderr
     r = wb("schema", "list", "-w", str(tmp_path / "nowhere"), cwd=tmp_path)
@@ -73,7 +88,9 @@ def test_cli_batch_over_threshold_exits_2(tmp_path: Path) -> None:
     w = ["-w", str(tmp_path / "ws")]
     assert wb("init", str(tmp_path / "ws"), cwd=tmp_path).returncode == 0
     assert wb("schema", "add", str(schema_dir()), *w, cwd=tmp_path).returncode == 0
-    assert wb("dataset", "create", "crm", "--schema", "crm_customer", *w, cwd=tmp_path).returncode == 0
+    assert (
+        wb("dataset", "create", "crm", "--schema", "crm_customer", *w, cwd=tmp_path).returncode == 0
+    )
     (tmp_path / "crm.csv").write_text(CRM)
     r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)
     assert r.returncode == 2

@@ -28,5 +28,9 @@ def test_environment_yml_lists_every_dependency() -> None:
     for extra in ("postgres", "bench", "dev"):
         wanted |= _names(proj["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    have = {re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower() for d in env["dependencies"] if isinstance(d, str)}
+    have = {
+        re.split(r"[<>=!~ ]", d, maxsplit=1)[0].lower()
+        for d in env["dependencies"]
+        if isinstance(d, str)
+    }
     assert wanted - have == set(), f"missing from environment.yml: {sorted(wanted - have)}"

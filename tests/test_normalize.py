@@ -96,7 +96,29 @@ seps = st.sampled_from(["", " ", "-", ".", "(", ")", "/", "  "])
 
 @st.composite
 def phone_texts(draw):  # type: ignore[no-untyped-def]
-    prefix = draw(st.sampled_from(["", "+", "+1", "1", "+1 ", "1-", "+44 "]))
+    prefix = draw(
+        st.sampled_from(
+            [
+                "",
+                "+",
+                "+1",
+                "1",
+                "+1 ",
+                "1-",
+                "+44 ",
+                "+33 ",
+                "+49",
+                "+39 ",
+                "+7 ",
+                "+52 ",
+                "+41 ",
+                "+86",
+                "+20 ",
+                "+972 ",
+                "+358 ",
+            ]
+        )
+    )
     parts = draw(st.lists(digits, min_size=1, max_size=4))
     out = prefix
     for p in parts:
@@ -104,12 +126,33 @@ def phone_texts(draw):  # type: ignore[no-untyped-def]
     return out
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(phone_texts(), st.sampled_from(["US", "CA", "GB", "FR"]))
 def test_fast_path_agrees_with_phonenumbers(raw: str, region: str) -> None:
     fast = sql1(sql_phone_fast(sql_clean(lit(raw)), region))
     if fast is not None:
         assert fast == phone_e164(raw, region), raw
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+33 6 12 34 56 78",
+        "+49 30 90182012",
+        "+34 612 345 678",
+        "+39 06 1234 5678",
+        "+7 912 345 67 89",
+        "+41 44 668 18 00",
+    ],
+)
+def test_international_fast_path_matches_phonenumbers(raw: str) -> None:
+    fast = sql1(sql_phone_fast(sql_clean(lit(raw)), "US"))
+    assert fast is None or fast == phone_e164(raw, "US")
+
+
+def test_international_fast_path_covers_common_countries() -> None:
+    assert sql1(sql_phone_fast(lit("+33 6 12 34 56 78"), "US")) == "+33612345678"
+    assert sql1(sql_phone_fast(lit("+49 30 90182012"), "US")) == "+493090182012"
 
 
 def test_sha256() -> None:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import queue
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +34,8 @@ from workbench.catalog.store import BatchInfo, DatasetInfo
 from workbench.errors import BatchFailedError, DuplicateBatchError, InputError, WorkbenchError
 from workbench.ingest.sources import ROW_COLUMN, SourceData, read_source
 from workbench.ingest.validate import ROW, SRC, arrow_schema, compile_plan
+from workbench.lake.delta import StagedWrite
 from workbench.schema.model import Schema
-from workbench.schema.normalize import phone_e164_many
 
 if TYPE_CHECKING:
     from workbench.workspace import Workspace
@@ -163,37 +166,54 @@ class Ingestor:
         region = ws.settings.default_region
         mapping, warnings = col_map
         started = batch.started_at or dt.datetime.now(dt.UTC)
-        src = data.table.append_column(ROW_COLUMN, pa.array(data.rows, pa.int64()))
+        if data.table is not None:
+            assert data.rows is not None
+            src = data.table.append_column(ROW_COLUMN, pa.array(data.rows, pa.int64()))
+            engine.register(SRC, src)
+            src_schema = src.schema
+        else:
+            assert data.scan_sql is not None and data.scan_schema is not None
+            engine.register_sql(SRC, data.scan_sql)
+            src_schema = data.scan_schema.append(pa.field(ROW_COLUMN, pa.int64()))
         namespaces = {n.name: n for n in ws.catalog.namespaces()}
-        plan = compile_plan(schema, namespaces, src.schema, mapping, data.json_lines)
+        plan = compile_plan(schema, namespaces, src_schema, mapping, data.json_lines)
+        target = arrow_schema(schema)
+        field_cols = target.names
+        ws.lake.create(info.table_path, target, info.name)
+        ws.lake.ensure_columns(info.table_path, target)
+        staged = ws.lake.stage(info.table_path, target)
+        rejected_parts: list[pa.RecordBatch] = []
         registered = [SRC]
-        engine.register(SRC, src)
         try:
-            for p in plan.phone_fields:  # the phonenumbers fallback, once per distinct value
-                left = engine.query(plan.leftover_phones_sql(p, region)).column("raw").to_pylist()
-                mapped = pa.table(
-                    {
-                        "raw": pa.array(left, pa.string()),
-                        "e164": pa.array(phone_e164_many(left, region), pa.string()),
-                    }
-                )
-                assert p.phone_map is not None
-                engine.register(p.phone_map, mapped)
-                registered.append(p.phone_map)
-                log.debug("%s: %d phone values left to phonenumbers", p.field.name, len(left))
-            checked = engine.query(plan.check_sql(batch.id, started, region))
-            ok = checked.column("__ok")
-            field_cols = [*schema.field_names, "_batch_id", "_row", "_ingested_at"]
-            accepted = checked.filter(ok).select(field_cols).cast(arrow_schema(schema))
-            rejected = checked.filter(pc.invert(ok))
+            # one pass: validated rows stream into staged files, rejected rows are kept aside;
+            # a writer thread encodes Parquet while the engine computes the next batches
+            n_accepted = _pipeline(
+                engine.stream(plan.check_sql(batch.id, started, region)),
+                staged,
+                target,
+                rejected_parts,
+            )
+            rejected = (
+                pa.Table.from_batches(rejected_parts)
+                if rejected_parts
+                else pa.table({"_row": pa.array([], pa.int64())})
+            )
             quarantine = self._quarantine_rows(plan, rejected, data, batch, started, registered)
+        except BaseException:
+            staged.abort()
+            raise
         finally:
             for name in registered:
                 engine.unregister(name)
         rows_read = data.rows_read
         n_rejected = rejected.num_rows + len(data.unparsable)
-        n_accepted = accepted.num_rows
-        assert rows_read == n_accepted + n_rejected, "counts must add up"
+        if (
+            rows_read != n_accepted + n_rejected
+        ):  # pragma: no cover - an invariant, not an input error
+            staged.abort()
+            raise WorkbenchError(
+                f"counts do not add up: {rows_read} != {n_accepted} + {n_rejected}"
+            )
         qpath = info.quarantine_path
         qversion = None
         if quarantine.num_rows:
@@ -215,6 +235,7 @@ class Ingestor:
             "warnings": warnings,
         }
         if share > threshold:
+            staged.abort()
             msg = (
                 f"{data.name}: {share:.1%} of rows rejected ({n_rejected} of {rows_read}), above the "
                 f"{threshold:.1%} error threshold; nothing was committed to {info.name!r}. "
@@ -223,16 +244,18 @@ class Ingestor:
             done = ws.catalog.finish_batch(batch.id, status="failed", error=msg, **counts)
             log.warning(msg)
             raise BatchFailedError(msg, done)
-        failpoint("ingest.before_commit")
-        version = ws.lake.append(
-            info.table_path,
-            accepted,
+        try:
+            failpoint("ingest.before_commit")
+        except BaseException:
+            staged.abort()
+            raise
+        version = staged.commit(
             {
                 "batch_id": batch.id,
                 "rows_read": rows_read,
                 "rows_accepted": n_accepted,
                 "rows_rejected": n_rejected,
-            },
+            }
         )
         ws.catalog.record_version(f"dataset/{info.name}", version, "append", n_accepted, batch.id)
         failpoint("ingest.after_commit")
@@ -329,6 +352,56 @@ class Ingestor:
         return fixed
 
 
+def _pipeline(
+    batches: Iterator[pa.RecordBatch],
+    staged: StagedWrite,
+    target: pa.Schema,
+    rejected_parts: list[pa.RecordBatch],
+) -> int:
+    """Split each checked batch into accepted rows (written) and rejected rows (kept).
+
+    The engine produces batches on this thread; a second thread filters, casts and writes
+    them (pyarrow releases the GIL), so computing and encoding overlap. Returns the number
+    of accepted rows.
+    """
+    names = target.names
+    todo: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    accepted = [0]
+
+    def writer() -> None:
+        try:
+            while (b := todo.get()) is not None:
+                ok = b.column("__ok")
+                if ok.null_count == 0 and pc.all(ok).as_py():
+                    good = b.select(names)
+                else:
+                    good = b.filter(ok).select(names)
+                    bad = b.filter(pc.invert(ok))
+                    keep = [c for c in bad.schema.names if c.startswith("__r") or c == "_row"]
+                    rejected_parts.append(bad.select(keep))
+                accepted[0] += good.num_rows
+                staged.write(good.cast(target))
+        except BaseException as e:  # handed to the producer, which re-raises
+            errors.append(e)
+            while todo.get() is not None:  # drain so the producer never blocks
+                pass
+
+    t = threading.Thread(target=writer, name="ingest-writer", daemon=True)
+    t.start()
+    try:
+        for b in batches:
+            if errors:
+                break
+            todo.put(b)
+    finally:
+        todo.put(None)
+        t.join()
+    if errors:
+        raise errors[0]
+    return accepted[0]
+
+
 def _threshold(explicit: float | None, info: DatasetInfo, default: float) -> float:
     for v in (explicit, info.error_threshold, default):
         if v is not None:
@@ -345,7 +418,7 @@ def _map_columns(
     if data.json_lines:  # keys are read per line; missing keys are per-row problems
         renamed = {v: k for k, v in mapping.items()}
         return {f.name: renamed.get(f.name, f.name) for f in schema.fields}, []
-    cols = data.table.column_names
+    cols = data.column_names
     unknown_map = sorted(set(mapping) - set(cols))
     if unknown_map:
         raise InputError(

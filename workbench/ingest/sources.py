@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from workbench.errors import InputError
+from workbench.lake.sql import lit
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ _EXT = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+#: The column holding each row's 1-based source row number.
+ROW_COLUMN = "__row"
 #: A byte that cannot appear unescaped in a JSON text: splits JSON Lines into whole lines.
 _NO_JSON_DELIM = "\x1f"
 
@@ -54,16 +57,33 @@ class SourceData:
 
     name: str
     format: str
-    table: pa.Table
-    rows: np.ndarray  # int64 source row numbers, aligned with ``table``
+    table: pa.Table | None  # in memory (CSV, JSON Lines, DataFrames) ...
+    rows: np.ndarray | None  # int64 source row numbers, aligned with ``table``
     content_hash: str
     unparsable: list[Unparsable] = field(default_factory=list)
     json_lines: bool = False  # table holds one ``__line`` column of raw JSON text
+    scan_sql: str | None = None  # ... or scanned lazily by the engine (Parquet), with __row
+    scan_schema: pa.Schema | None = None
+    scan_rows: int = 0
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Arrow schema of the source columns."""
+        if self.table is not None:
+            return self.table.schema
+        assert self.scan_schema is not None
+        return self.scan_schema
+
+    @property
+    def column_names(self) -> list[str]:
+        """Source column names."""
+        return [n for n in self.schema.names if n != ROW_COLUMN]
 
     @property
     def rows_read(self) -> int:
         """Every row the source holds, parsable or not."""
-        return self.table.num_rows + len(self.unparsable)
+        n = self.table.num_rows if self.table is not None else self.scan_rows
+        return n + len(self.unparsable)
 
 
 def detect_format(path: Path, fmt: str | None) -> str:
@@ -176,12 +196,23 @@ def _open_text(path: Path) -> io.TextIOBase:
 
 
 def _read_parquet(path: Path, digest: str) -> SourceData:
+    """Parquet is not loaded: the engine scans it (with its row numbers) inside the query."""
     try:
-        table = pq.read_table(path)
+        meta = pq.ParquetFile(path)
+        schema = meta.schema_arrow
+        n = meta.metadata.num_rows
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(str(path), f"unreadable Parquet file: {e}") from e
-    rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
-    return SourceData(str(path), "parquet", table, rows, digest)
+    if ROW_COLUMN in schema.names or "file_row_number" in schema.names:
+        table = pq.read_table(path)  # reserved names: fall back to an in-memory read
+        return SourceData(str(path), "parquet", table, np.arange(1, n + 1, dtype=np.int64), digest)
+    scan = (
+        f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW_COLUMN} "
+        f"FROM read_parquet({lit(str(path.resolve()))}, file_row_number = true)"
+    )
+    return SourceData(
+        str(path), "parquet", None, None, digest, scan_sql=scan, scan_schema=schema, scan_rows=n
+    )
 
 
 def _read_jsonl(path: Path, digest: str) -> SourceData:
@@ -236,4 +267,3 @@ __all__ = [
     "file_hash",
     "read_source",
 ]
-ROW_COLUMN = "__row"

@@ -5,13 +5,14 @@ refused (or NULL). It runs in one vectorized pass over all rows in DuckDB; no Py
 touches every row. Values from the schema (enum values, patterns, bounds) reach SQL only
 as literals built by :func:`workbench.lake.sql.lit`.
 
-Phones are the one place Python helps: values the SQL fast path cannot normalize are
-collected *distinct* first, normalized with ``phonenumbers``, and joined back.
+Phones are the one place Python helps: values the SQL fast path cannot normalize (a few
+percent) reach ``phonenumbers`` through the vectorized ``wb_phone_e164`` UDF, cached.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -20,13 +21,14 @@ import pyarrow as pa
 from workbench.lake.sql import ident, lit
 from workbench.schema.model import Field, FieldType, Schema
 from workbench.schema.namespaces import Namespace, Normalizer
-from workbench.schema.normalize import sql_email, sql_normalizer, sql_phone_fast
+from workbench.schema.normalize import sql_email, sql_normalizer, sql_phone
 
 log = logging.getLogger(__name__)
 
 SRC = "__src"
 ROW = "__row"
 JSON_OK = "__json_ok"
+JSON_OBJ = "__obj"
 _TRUE = ("true", "t", "yes", "y", "1")
 _FALSE = ("false", "f", "no", "n", "0")
 
@@ -74,7 +76,6 @@ class FieldPlan:
     raw: str  # SQL of the raw source value
     clean: str  # SQL: trimmed text / typed raw value, NULL when missing
     value: str = ""  # SQL: the typed, normalized value
-    phone_map: str | None = None  # name of the registered fallback map for phones
     normalizer: Normalizer | None = None
 
 
@@ -86,26 +87,16 @@ class ValidationPlan:
     json_lines: bool
     source_columns: list[str] = field(default_factory=list)
 
-    @property
-    def phone_fields(self) -> list[FieldPlan]:
-        """Fields normalized as phones (they need the fallback pre-pass)."""
-        return [p for p in self.fields if p.normalizer is Normalizer.PHONE and p.column is not None]
-
     # ------------------------------------------------------------------ SQL
     def _from(self) -> str:
         if not self.json_lines:
             return SRC
-        ok = (
-            f"CASE WHEN json_valid(__line) THEN json_type(__line::JSON) = 'OBJECT' "
-            f"ELSE false END AS {JSON_OK}"
-        )
-        return f"(SELECT {ROW}, __line, {ok} FROM {SRC})"
-
-    def leftover_phones_sql(self, p: FieldPlan, region: str) -> str:
-        """Distinct phone texts the SQL fast path leaves to ``phonenumbers``."""
+        is_obj = "coalesce(json_type(__j) = 'OBJECT', false)"
+        shape = lit(_json_structure(self.fields))
         return (
-            f"SELECT DISTINCT {p.clean} AS raw FROM {self._from()} AS s "
-            f"WHERE {p.clean} IS NOT NULL AND ({sql_phone_fast(p.clean, region)}) IS NULL"
+            f"(SELECT {ROW}, __line, {is_obj} AS {JSON_OK}, "
+            f"CASE WHEN {is_obj} THEN json_transform(__j, {shape}) END AS {JSON_OBJ} "
+            f"FROM (SELECT {ROW}, __line, TRY_CAST(__line AS JSON) AS __j FROM {SRC}))"
         )
 
     def check_sql(self, batch_id: int, ingested_at: dt.datetime, region: str) -> str:
@@ -113,16 +104,13 @@ class ValidationPlan:
         inner_cols = [ROW]
         if self.json_lines:
             inner_cols.append(JSON_OK)
-        joins = []
         for i, p in enumerate(self.fields):
             value = p.value
-            if p.normalizer is Normalizer.PHONE and p.column is not None:
-                fast = sql_phone_fast(p.clean, region)
-                value = f"COALESCE({fast}, pm{i}.e164)"
-                joins.append(f"LEFT JOIN {p.phone_map} AS pm{i} ON pm{i}.raw = {p.clean}")
+            if p.normalizer is Normalizer.PHONE:
+                value = sql_phone(p.clean, region) if p.clean != "NULL" else "CAST(NULL AS VARCHAR)"
             inner_cols.append(f"{p.clean} AS __c{i}")
             inner_cols.append(f"{value} AS __v{i}")
-        inner = f"SELECT {', '.join(inner_cols)} FROM {self._from()} AS s {' '.join(joins)}"
+        inner = f"SELECT {', '.join(inner_cols)} FROM {self._from()} AS s"
         outer = [f"__v{i} AS {ident(p.field.name)}" for i, p in enumerate(self.fields)]
         reasons = []
         for i, p in enumerate(self.fields):
@@ -143,7 +131,7 @@ class ValidationPlan:
         ]
         return (
             f"SELECT {', '.join(outer + lineage)}, {', '.join(reasons)}, {ok} AS __ok "
-            f"FROM ({inner}) ORDER BY {ROW}"
+            f"FROM ({inner})"
         )
 
     def _reason(self, p: FieldPlan, c: str, v: str) -> str:
@@ -226,7 +214,7 @@ def compile_plan(
         json_lines: the source is raw JSON Lines text in a ``__line`` column.
     """
     plans: list[FieldPlan] = []
-    for i, f in enumerate(schema.fields):
+    for f in schema.fields:
         col = mapping.get(f.name)
         normalizer: Normalizer | None = None
         if f.identity is not None and f.identity.namespace in namespaces:
@@ -246,26 +234,31 @@ def compile_plan(
             plans.append(p)
             continue
         if json_lines:
+            # raw: read back from the line (quarantine only); parsed: one parse per line
             raw = f"json_extract_string(s.__line, {lit('$.' + _json_key(col))})"
+            parsed = f"struct_extract(s.{JSON_OBJ}, {lit(col)})"
             text = True
         else:
-            raw = f"s.{ident(col)}"
+            raw = parsed = f"s.{ident(col)}"
             text = _text_type(source_schema.field(col).type)
         is_list = not json_lines and pa.types.is_list(source_schema.field(col).type)
         if text or f.type in (FieldType.STRING, FieldType.EMAIL, FieldType.PHONE, FieldType.ENUM):
-            clean = f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')" if not is_list else raw
+            clean = f"NULLIF(trim(CAST({parsed} AS VARCHAR)), '')" if not is_list else parsed
         else:
-            clean = raw
+            clean = parsed
         if json_lines:  # never parse a line that is not a JSON object
             if f.default is not None:
                 clean = f"COALESCE({clean}, {lit(f.default)})"
             clean = f"CASE WHEN {JSON_OK} THEN {clean} END"
         p = FieldPlan(f, col, raw, clean, normalizer=normalizer)
         p.value = _value_sql(f, clean, text and not is_list, normalizer, is_list)
-        if normalizer is Normalizer.PHONE:
-            p.phone_map = f"__phone_map{i}"
         plans.append(p)
     return ValidationPlan(plans, json_lines, [c for c in source_schema.names if c != ROW])
+
+
+def _json_structure(plans: list[FieldPlan]) -> str:
+    """The ``json_transform`` structure: every mapped key read as text."""
+    return json.dumps({p.column: "VARCHAR" for p in plans if p.column is not None})
 
 
 def _json_key(name: str) -> str:
@@ -287,7 +280,7 @@ def _value_sql(
     f: Field, clean: str, text: bool, normalizer: Normalizer | None, is_list: bool
 ) -> str:
     if normalizer is Normalizer.PHONE:
-        return "NULL"  # replaced by the fast path + fallback join in check_sql
+        return "NULL"  # the region is known in check_sql, which builds the phone value
     if normalizer is Normalizer.EMAIL:
         return sql_email(clean)
     if normalizer is not None:

@@ -8,9 +8,13 @@ are not in the log). Every commit the workbench makes carries custom metadata
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import json
 import logging
 import os
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -88,6 +93,23 @@ class Lake:
                 return commit
         return None
 
+    def ensure_columns(self, uri: str, schema: pa.Schema) -> list[str]:
+        """Add the columns of ``schema`` the table lacks (schema evolution); returns their names."""
+        from deltalake import Schema as DeltaSchema
+
+        table = self.table(uri)
+        have = set(table.schema().to_arrow().names)  # type: ignore[attr-defined]
+        missing = [f for f in schema if f.name not in have]
+        if missing:
+            fields = DeltaSchema.from_arrow(pa.schema(missing)).fields
+            table.alter.add_columns(fields)
+            log.info("table %s: added columns %s", uri, [f.name for f in missing])
+        return [f.name for f in missing]
+
+    def stage(self, uri: str, schema: pa.Schema, rows_per_file: int = 4_000_000) -> StagedWrite:
+        """Start writing data files for one append that becomes visible only on ``commit``."""
+        return StagedWrite(uri, schema, rows_per_file)
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """An exclusive cross-process lock (one writer per table at a time)."""
@@ -102,4 +124,86 @@ class Lake:
             os.close(fd)
 
 
-__all__ = ["Lake"]
+class StagedWrite:
+    """Parquet files written into a table's folder, then added in one Delta commit.
+
+    Until :meth:`commit` the files are not in the transaction log, so no reader sees them;
+    :meth:`abort` (or a crash) leaves at most unreferenced files, which a vacuum removes.
+    Writing batch by batch keeps memory bounded whatever the input size.
+    """
+
+    def __init__(self, uri: str, schema: pa.Schema, rows_per_file: int) -> None:
+        self.uri = uri
+        self.schema = schema
+        self.rows_per_file = rows_per_file
+        self.rows = 0
+        self._files: list[tuple[str, int]] = []  # (relative path, rows)
+        self._writer: pq.ParquetWriter | None = None
+        self._current: str | None = None
+        self._current_rows = 0
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Append rows (already in the table's schema)."""
+        if batch.num_rows == 0:
+            return
+        if self._writer is None:
+            self._current = f"part-{uuid.uuid4().hex}.zstd.parquet"
+            self._writer = pq.ParquetWriter(
+                os.path.join(self.uri, self._current),
+                self.schema,
+                compression="zstd",
+                compression_level=1,
+                write_statistics=True,
+            )
+            self._current_rows = 0
+        if isinstance(batch, pa.RecordBatch):
+            self._writer.write_batch(batch, row_group_size=1 << 20)
+        else:
+            self._writer.write_table(batch, row_group_size=1 << 20)
+        self._current_rows += batch.num_rows
+        self.rows += batch.num_rows
+        if self._current_rows >= self.rows_per_file:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is not None and self._current is not None:
+            self._writer.close()
+            self._files.append((self._current, self._current_rows))
+        self._writer = None
+        self._current = None
+
+    def commit(self, metadata: Mapping[str, Any] | None = None) -> int:
+        """Add every written file in one commit; returns the new table version."""
+        from deltalake.transaction import AddAction
+
+        self._close_file()
+        now = int(time.time() * 1000)
+        actions = [
+            AddAction(
+                path=path,
+                size=os.path.getsize(os.path.join(self.uri, path)),
+                partition_values={},
+                modification_time=now,
+                data_change=True,
+                stats=json.dumps({"numRecords": rows}),
+            )
+            for path, rows in self._files
+        ]
+        props = CommitProperties(
+            custom_metadata={f"{META_PREFIX}{k}": str(v) for k, v in (metadata or {}).items()}
+        )
+        table = DeltaTable(self.uri)
+        table.create_write_transaction(actions, "append", self.schema, commit_properties=props)
+        table.update_incremental()
+        return table.version()
+
+    def abort(self) -> None:
+        """Delete the files written so far (nothing was committed)."""
+        self._close_file()
+        for path, _ in self._files:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(self.uri, path))
+        self._files.clear()
+
+
+__all__ = ["Lake", "StagedWrite"]

@@ -11,12 +11,14 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, final
 
 import duckdb
 import pyarrow as pa
 
 from workbench.errors import EngineError
+from workbench.lake.sql import ident
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,20 @@ class Engine(ABC):
     def _fetch_arrow(self, sql: str) -> pa.Table: ...
 
     @abstractmethod
+    def stream(self, sql: str, batch_size: int = 1 << 17) -> Iterator[pa.RecordBatch]:
+        """Run a query and yield its result in Arrow record batches."""
+
+    @abstractmethod
     def register(self, name: str, data: Any) -> None:
         """Make an Arrow table / dataset / DataFrame queryable under ``name``."""
 
     @abstractmethod
     def unregister(self, name: str) -> None:
         """Forget a registered name."""
+
+    @abstractmethod
+    def register_sql(self, name: str, sql: str) -> None:
+        """Make the result of a query (e.g. a file scan) queryable under ``name``, lazily."""
 
     @abstractmethod
     def close(self) -> None:
@@ -84,6 +94,21 @@ class DuckDBEngine(Engine):
         self._con.execute(f"SET threads = {int(n)}")
         if memory_limit:
             self._con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+        self._register_functions()
+
+    def _register_functions(self) -> None:
+        """The workbench's own SQL functions (vectorized Arrow UDFs)."""
+        from workbench.schema.normalize import phone_udf
+
+        self._con.create_function(
+            "wb_phone_e164",
+            phone_udf,
+            ["VARCHAR", "VARCHAR"],
+            "VARCHAR",
+            type="arrow",
+            null_handling="special",
+            side_effects=False,
+        )
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -101,11 +126,28 @@ class DuckDBEngine(Engine):
                 return pa.table({})
             return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
+    def stream(self, sql: str, batch_size: int = 1 << 17) -> Iterator[pa.RecordBatch]:
+        """Run a query and yield its result in Arrow record batches (bounded memory)."""
+        with self._lock:
+            try:
+                reader = self._con.sql(sql).to_arrow_reader(batch_size)
+            except Exception as e:
+                raise EngineError(f"{self.name} query failed: {e}", sql) from e
+            try:
+                yield from reader
+            except duckdb.Error as e:
+                raise EngineError(f"{self.name} query failed: {e}", sql) from e
+
     def register(self, name: str, data: Any) -> None:
         with self._lock:
             self._con.register(name, data)
 
+    def register_sql(self, name: str, sql: str) -> None:
+        self.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {sql}")
+
     def unregister(self, name: str) -> None:
+        with self._lock, contextlib.suppress(duckdb.Error):
+            self._con.execute(f"DROP VIEW IF EXISTS {ident(name)}")
         with self._lock, contextlib.suppress(duckdb.Error):  # unknown name: nothing to forget
             self._con.unregister(name)
 

@@ -12,12 +12,14 @@ its country) and is written in E.164.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Iterable
 
 import phonenumbers
+import pyarrow as pa
 
 from workbench.lake.sql import lit
 from workbench.schema.namespaces import Normalizer
@@ -40,6 +42,7 @@ NANP_REGIONS = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE[1])
 _PHONE_SEPARATORS = r"[\s().\-/]"
 _NANP10 = r"[2-9][0-9]{2}[2-9][0-9]{6}"
 _PLUS1_NANP10 = r"\+1" + _NANP10
+_NANP_ANY = r"(\+?1)?" + _NANP10
 
 
 # --------------------------------------------------------------------------- SQL
@@ -65,14 +68,57 @@ def sql_lower(expr: str) -> str:
     return f"lower({expr})"
 
 
+def _international_pattern() -> str:
+    """``+CC`` and a national number of a possible length, for the country codes where that
+    text alone decides the E.164 form (no national prefix other than ``0`` to strip, and
+    the national number does not start with ``0``). Built from phonenumbers' own metadata.
+    """
+    from phonenumbers import PhoneMetadata
+    from phonenumbers.phonenumberutil import region_code_for_country_code
+
+    arms = []
+    for cc in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        if cc == 1:
+            continue  # NANP has its own arm
+        md = PhoneMetadata.metadata_for_region_or_calling_code(cc, region_code_for_country_code(cc))
+        if md is None or md.national_prefix_for_parsing not in (None, "0"):
+            continue
+        if md.national_prefix not in (None, "0") or md.national_prefix_transform_rule:
+            continue
+        lengths = sorted(set(md.general_desc.possible_length or ()))
+        if not lengths or lengths[0] < 2:
+            continue
+        alts = "|".join(f"[0-9]{{{n - 1}}}" for n in lengths)
+        arms.append(f"{cc}[1-9](?:{alts})")
+    return r"\+(?:" + "|".join(arms) + ")"
+
+
+_INTL = _international_pattern()
+
+
 def sql_phone_fast(expr: str, region: str) -> str:
-    """E.164 for the common shapes, NULL for everything else (those go to ``phonenumbers``)."""
+    """E.164 for the common shapes, NULL for everything else (those go to ``phonenumbers``).
+
+    Shapes: ``+1`` and ten NANP digits anywhere; with a North-American default region also
+    ten NANP digits alone or after a ``1`` (trunk prefix); ``+CC`` numbers of the countries
+    :func:`_international_pattern` lists. Separators are ignored.
+    """
     d = f"regexp_replace({expr}, {lit(_PHONE_SEPARATORS)}, '', 'g')"
-    arms = [f"WHEN regexp_full_match({d}, {lit(_PLUS1_NANP10)}) THEN {d}"]
-    if region.upper() in NANP_REGIONS:
-        arms.append(f"WHEN regexp_full_match({d}, {lit(_NANP10)}) THEN '+1' || {d}")
-        arms.append(f"WHEN regexp_full_match({d}, {lit('1' + _NANP10)}) THEN '+' || {d}")
-    return f"CASE {' '.join(arms)} END"
+    shape = _NANP_ANY if region.upper() in NANP_REGIONS else _PLUS1_NANP10
+    return (
+        f"CASE WHEN regexp_full_match({d}, {lit(shape)}) THEN '+1' || right({d}, 10) "
+        f"WHEN regexp_full_match({d}, {lit(_INTL)}) THEN {d} END"
+    )
+
+
+def sql_phone(expr: str, region: str) -> str:
+    """E.164 or NULL: the SQL fast path, then ``wb_phone_e164`` (phonenumbers) for the rest.
+
+    ``wb_phone_e164`` is a vectorized UDF the engine registers; DuckDB evaluates COALESCE
+    lazily, so it only ever sees the values the fast path could not normalize.
+    """
+    slow = f"wb_phone_e164({expr}, {lit(region.upper())})"
+    return f"CASE WHEN {expr} IS NOT NULL THEN COALESCE({sql_phone_fast(expr, region)}, {slow}) END"
 
 
 def sql_normalizer(normalizer: Normalizer, expr: str) -> str:
@@ -89,6 +135,7 @@ def sql_normalizer(normalizer: Normalizer, expr: str) -> str:
 
 
 # --------------------------------------------------------------------------- Python
+@functools.lru_cache(maxsize=65536)
 def phone_e164(value: str | None, region: str = "US") -> str | None:
     """E.164 form of a phone number, or None when it is not a possible number."""
     if value is None:
@@ -105,9 +152,15 @@ def phone_e164(value: str | None, region: str = "US") -> str | None:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def phone_e164_many(values: Iterable[str], region: str = "US") -> list[str | None]:
-    """:func:`phone_e164` over distinct values (the slow path of vectorized ingestion)."""
+def phone_e164_many(values: Iterable[str | None], region: str = "US") -> list[str | None]:
+    """:func:`phone_e164` over the values the SQL fast path left (the slow path)."""
     return [phone_e164(v, region) for v in values]
+
+
+def phone_udf(values: pa.Array, regions: pa.Array) -> pa.Array:
+    """Arrow UDF ``wb_phone_e164(value, region)`` for DuckDB (sees only fast-path leftovers)."""
+    region = regions[0].as_py() if len(regions) else "US"
+    return pa.array(phone_e164_many(values.to_pylist(), region or "US"), pa.string())
 
 
 def normalize_value(normalizer: Normalizer, value: str | None, region: str = "US") -> str | None:
@@ -142,10 +195,12 @@ __all__ = [
     "normalize_value",
     "phone_e164",
     "phone_e164_many",
+    "phone_udf",
     "sha256_hex",
     "sql_clean",
     "sql_email",
     "sql_normalizer",
+    "sql_phone",
     "sql_phone_fast",
     "sql_sha256",
 ]
