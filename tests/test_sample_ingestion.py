@@ -29,7 +29,7 @@ def loaded(sample, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_every_sample_file_is_ingested(loaded, sample) -> None:  # type: ignore[no-untyped-def]
-    ws, results = loaded
+    _, results = loaded
     _, manifest = sample
     files = [f for d in SAMPLE_DATASETS for f in d.files]
     assert [Path(r.batch.source).name for r in results] == files

@@ -178,7 +178,6 @@ class Ingestor:
         namespaces = {n.name: n for n in ws.catalog.namespaces()}
         plan = compile_plan(schema, namespaces, src_schema, mapping, data.json_lines)
         target = arrow_schema(schema)
-        field_cols = target.names
         ws.lake.create(info.table_path, target, info.name)
         ws.lake.ensure_columns(info.table_path, target)
         staged = ws.lake.stage(info.table_path, target)
