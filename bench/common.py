@@ -119,7 +119,7 @@ class Report:
             t.add_column(c)
         for r in self.rows:
             t.add_row(*(_fmt(r.get(c)) for c in cols))
-        Console().print(t)
+        Console(width=200).print(t)
 
 
 def _fmt(v: Any) -> str:

@@ -136,6 +136,24 @@ def run(persons: int, baseline_rows: int = 200_000, seed: int = 42) -> Report:
                 pandas_rows_per_s=round(base),
                 speedup=round(ours / base, 1),
             )
+        for kind in ("event", "profile"):
+            sel = [r for r in rep.rows if r["kind"] == kind]
+            rows = sum(r["rows"] for r in sel)
+            secs = sum(r["seconds"] for r in sel)
+            prows = sum(r["pandas_rows"] for r in sel)
+            psecs = sum(r["pandas_rows"] / r["pandas_rows_per_s"] for r in sel)
+            rep.add(
+                dataset=f"all {kind} datasets",
+                kind=kind,
+                file="",
+                rows=rows,
+                rejected=sum(r["rejected"] for r in sel),
+                seconds=round(secs, 2),
+                rows_per_s=round(rows / secs),
+                pandas_rows=prows,
+                pandas_rows_per_s=round(prows / psecs),
+                speedup=round((rows / secs) / (prows / psecs), 1),
+            )
         ws.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)

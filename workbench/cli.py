@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +22,10 @@ from rich.table import Table
 from workbench.errors import BatchFailedError, ValidationError, WorkbenchError
 
 log = logging.getLogger(__name__)
-console = Console()
-err_console = Console(stderr=True)
+# not a terminal (make, CI, a pipe): rich would fall back to 80 columns and fold the tables
+_WIDTH = None if sys.stdout.isatty() else max(120, int(os.environ.get("COLUMNS", "0") or 0))
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 DEFAULT_WORKSPACE = "data/workspace"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -479,30 +482,31 @@ def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path
         b = r.batch
         rows.append(
             [
+                b.id,
                 b.dataset,
                 Path(b.source).name,
                 _fmt_int(b.rows_read),
                 _fmt_int(b.rows_accepted),
                 _fmt_int(b.rows_rejected),
                 f"{r.rows_per_second:,.0f}",
-                f"workbench quarantine {b.dataset} --batch {b.id}" if b.rows_rejected else "",
             ]
         )
     console.print(
         _table(
             f"ingested into {ws.path} in {time.perf_counter() - t0:.1f}s",
-            ["dataset", "file", "read", "accepted", "rejected", "rows/s", "rejected rows"],
+            ["batch", "dataset", "file", "read", "accepted", "rejected", "rows/s"],
             rows,
         )
     )
-    console.print(f"quarantine tables: {ws.path / 'lake' / 'quarantine'}", highlight=False)
     console.print(
-        "next: workbench batches -w "
-        + str(workspace)
-        + " | workbench quarantine crm_customers --summary -w "
-        + str(workspace),
+        f"rejected rows (row, field, value, reason) are kept in {ws.path / 'lake' / 'quarantine'}/<dataset>;",
         highlight=False,
     )
+    console.print(
+        f"  see them with: workbench quarantine <dataset> [--batch N | --summary] -w {workspace}",
+        highlight=False,
+    )
+    console.print(f"  all batches:   workbench batches -w {workspace}", highlight=False)
     if len(results) != sum(len(d.files) for d in SAMPLE_DATASETS):
         sys.exit(2)
 
