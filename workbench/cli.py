@@ -381,6 +381,197 @@ def quarantine(
     console.print(f"stored in {ws.datasets.get(dataset_name).quarantine_path}", highlight=False)
 
 
+# ---------------------------------------------------------------------- identity
+@main.group()
+def identity() -> None:
+    """Build and inspect the identity graph."""
+
+
+@identity.command("build")
+@click.option("--full", is_flag=True, help="Re-read every batch instead of only the new ones.")
+@_workspace_option
+def identity_build(full: bool, workspace: Path) -> None:
+    """Stitch identities of the profile-enabled datasets into profiles."""
+    ws = _open(workspace)
+    with console.status("building the identity graph..."):
+        st = ws.identity.build(full=full)
+    rows = [
+        ["mode", st.mode],
+        ["rows read", _fmt_int(st.rows_scanned)],
+        ["identities", _fmt_int(st.identities)],
+        ["links", _fmt_int(st.links)],
+        ["profiles (clusters)", _fmt_int(st.profiles)],
+        ["largest profile", _fmt_int(st.largest_profile)],
+        ["clusters cut by the unique-namespace rule", _fmt_int(st.conflicting_components)],
+        ["links cut", _fmt_int(st.links_cut)],
+        ["clusters above the cap", _fmt_int(st.clusters_over_cap)],
+        ["identities dropped by the cap", _fmt_int(st.identities_dropped_by_cap)],
+        [
+            "new / merged / split profile ids",
+            f"{st.new_profiles:,} / {st.merged_profiles:,} / {st.split_profiles:,}",
+        ],
+        [
+            "time",
+            f"{st.seconds:.2f}s ({', '.join(f'{k} {v:.2f}s' for k, v in st.timings.items())})",
+        ],
+    ]
+    console.print(_table(f"identity build {st.build_id}", ["", "value"], rows))
+
+
+@identity.command("explain")
+@click.argument("identity_a", metavar="IDENTITY")
+@click.argument("identity_b", metavar="[OTHER]", required=False)
+@_workspace_option
+def identity_explain(identity_a: str, identity_b: str | None, workspace: Path) -> None:
+    """Why IDENTITY is in its profile; with OTHER, why the two are or are not together."""
+    ws = _open(workspace)
+    e = ws.identity.explain(identity_a, identity_b)
+    console.print(
+        f"{e['identity']} is in profile {e['profile_id']} ({e['profile_identities']} identities)",
+        highlight=False,
+    )
+    rows = [
+        [
+            f"{r['a_ns']}:{r['a_value']}",
+            f"{r['b_ns']}:{r['b_value']}",
+            r["dataset"],
+            str(r["last_seen"])[:19],
+            r["status"],
+            r["reason"] or "",
+        ]
+        for r in e["links"]
+    ]
+    console.print(
+        _table(
+            "its links", ["from", "to", "latest evidence in", "last seen", "status", "why"], rows
+        )
+    )
+    if identity_b is None:
+        return
+    if e["together"]:
+        console.print(
+            f"{e['identity']} and {e['other']} are together in profile {e['profile_id']}, linked by:",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"{e['identity']} (profile {e['profile_id']}) and {e['other']} (profile {e['other_profile_id']}) are NOT together: {e['why']}",
+            highlight=False,
+        )
+    for r in e["path"]:
+        console.print(
+            f"  {r['a_ns']}:{r['a_value']} -- {r['b_ns']}:{r['b_value']}  [{r['status']}, {r['dataset']}]",
+            highlight=False,
+        )
+
+
+@identity.command("evaluate")
+@click.option(
+    "--truth",
+    "truth_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@_workspace_option
+def identity_evaluate(truth_dir: Path, workspace: Path) -> None:
+    """Pairwise precision, recall and F1 against ground truth (the sample's truth/ folder)."""
+    ws = _open(workspace)
+    m = ws.identity.evaluate(truth_dir)
+    keys = list(m["identities"])
+    rows = [[k, m["identities"].get(k, ""), m["rows"].get(k, "")] for k in keys]
+    console.print(
+        _table("identity quality", ["", "identities (linkable truth)", "rows (all)"], rows)
+    )
+
+
+# ---------------------------------------------------------------------- profiles
+@main.group()
+def profile() -> None:
+    """Build and look up unified profiles."""
+
+
+@profile.command("build")
+@click.option("--policy", default=None, help="Merge policy name (default: the workspace's).")
+@_workspace_option
+def profile_build(policy: str | None, workspace: Path) -> None:
+    """Materialize the unified profile table and the event history."""
+    ws = _open(workspace)
+    with console.status("building profiles..."):
+        st = ws.profiles.build(policy)
+    console.print(
+        f"profiles ({st.policy}): {st.profiles:,} profiles, {st.profiles_with_attributes:,} with attributes, "
+        f"{st.attributes} attributes; event history: {st.events:,} events, "
+        f"{st.events_not_attributable:,} not attributable (no known identity); {st.seconds:.2f}s",
+        highlight=False,
+    )
+
+
+@profile.command("show")
+@click.option(
+    "--identity",
+    "identity_text",
+    required=True,
+    help="namespace:value, e.g. email:Ana.Lima@Example.com",
+)
+@click.option("--policy", default=None)
+@click.option("--events", "n_events", default=10, show_default=True)
+@_workspace_option
+def profile_show(identity_text: str, policy: str | None, n_events: int, workspace: Path) -> None:
+    """Print the unified profile of any identity."""
+    ws = _open(workspace)
+    p = ws.profiles.get(identity_text, policy=policy, events=n_events)
+    console.print(f"[bold]profile {p.profile_id}[/bold] (merge policy {p.policy})")
+    console.print(
+        _table(
+            "attributes",
+            ["attribute", "value", "from dataset"],
+            [[k, v, p.sources.get(k, "")] for k, v in sorted(p.attributes.items())],
+        )
+    )
+    console.print(
+        _table(
+            "identities",
+            ["namespace", "value", "first seen", "last seen", "datasets", "status"],
+            [
+                [
+                    i["namespace"],
+                    i["value"],
+                    str(i["first_seen"])[:19],
+                    str(i["last_seen"])[:19],
+                    ", ".join(i["datasets"] or []),
+                    i["status"],
+                ]
+                for i in p.identities
+            ],
+        )
+    )
+    ev_rows = []
+    for e in p.events:
+        extra = {
+            k: v
+            for k, v in e.items()
+            if k not in ("profile_id", "dataset", "timestamp", "event_type", "_batch_id", "_row")
+        }
+        ev_rows.append(
+            [
+                str(e.get("timestamp"))[:19],
+                e.get("dataset"),
+                e.get("event_type"),
+                ", ".join(f"{k}={v}" for k, v in extra.items()),
+            ]
+        )
+    console.print(
+        _table(
+            "recent events (online and offline)", ["time", "dataset", "event", "details"], ev_rows
+        )
+    )
+    if not p.memberships:
+        console.print(
+            "segment memberships: none yet (segments are evaluated by workbench segment run)",
+            highlight=False,
+        )
+
+
 # ---------------------------------------------------------------------- sample + demo
 @main.command()
 @click.option("--persons", default=10_000, show_default=True, type=int)

@@ -34,8 +34,18 @@ class WorkspaceSettings:
     threads: int = 0
     #: Dashboards suppress any count below this.
     min_count: int = 10
-    #: Identity values that never become identities (added to the built-in list).
+    #: Identity values that never become identities (added to the built-in list);
+    #: ``value`` blocks it in every namespace, ``namespace:value`` in one.
     blocked_identities: list[str] = field(default_factory=list)
+    #: Most identities one profile may hold; above it the oldest cookies/devices go first.
+    identity_cap: int = 50
+    #: Named merge policies: ``{name: {type: timestamp}}`` or
+    #: ``{name: {type: dataset_precedence, datasets: [a, b, ...]}}``.
+    merge_policies: dict[str, Any] = field(
+        default_factory=lambda: {"timestamp": {"type": "timestamp"}}
+    )
+    #: The policy whose profiles lookups, segments and activation use.
+    default_merge_policy: str = "timestamp"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for YAML."""
@@ -66,6 +76,26 @@ class WorkspaceSettings:
             setattr(s, k, float(v) if isinstance(default, float) else v)
         if not 0 <= s.error_threshold <= 1:
             problems.append(Problem("error_threshold", "must be between 0 and 1"))
+        if s.identity_cap < 2:
+            problems.append(Problem("identity_cap", "must be at least 2"))
+        for name, pol in s.merge_policies.items():
+            kind = pol.get("type") if isinstance(pol, dict) else None
+            if kind not in ("timestamp", "dataset_precedence"):
+                problems.append(
+                    Problem(
+                        f"merge_policies.{name}.type", "must be timestamp or dataset_precedence"
+                    )
+                )
+            elif kind == "dataset_precedence" and not pol.get("datasets"):
+                problems.append(
+                    Problem(f"merge_policies.{name}.datasets", "list the datasets in order")
+                )
+        if s.default_merge_policy not in s.merge_policies:
+            problems.append(
+                Problem(
+                    "default_merge_policy", f"{s.default_merge_policy!r} is not in merge_policies"
+                )
+            )
         if len(s.default_region) != 2 or not s.default_region.isalpha():
             problems.append(Problem("default_region", "must be a two-letter region code like US"))
         s.default_region = s.default_region.upper()

@@ -27,10 +27,12 @@ from workbench.errors import (
     Problem,
     ValidationError,
 )
+from workbench.identity.graph import IdentityGraph
 from workbench.ingest.batch import QUARANTINE_SCHEMA, Ingestor
 from workbench.ingest.validate import arrow_schema
 from workbench.lake.delta import Lake
 from workbench.lake.engine import DuckDBEngine, Engine
+from workbench.profile.profiles import Profiles
 from workbench.schema.model import Schema, load_schemas
 from workbench.schema.namespaces import Namespace
 from workbench.settings import SETTINGS_FILE, WorkspaceSettings
@@ -52,6 +54,8 @@ class Workspace:
         self.schemas = Schemas(self)
         self.datasets = Datasets(self)
         self.ingest = Ingestor(self)
+        self.identity = IdentityGraph(self)
+        self.profiles = Profiles(self)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

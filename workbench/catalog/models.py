@@ -150,10 +150,26 @@ class TableVersionRow(Base):
     committed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BuildRow(Base):
+    """One identity-graph or profile build, with its watermark and figures."""
+
+    __tablename__ = "builds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)  # identity | profiles
+    mode: Mapped[str] = mapped_column(String(32))  # full | incremental | policy name
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | success | failed
+    watermark: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 __all__ = [
     "CATALOG_VERSION",
     "Base",
     "BatchRow",
+    "BuildRow",
     "CatalogMeta",
     "DatasetRow",
     "NamespaceRow",

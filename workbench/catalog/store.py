@@ -22,6 +22,7 @@ from workbench.catalog.models import (
     CATALOG_VERSION,
     Base,
     BatchRow,
+    BuildRow,
     CatalogMeta,
     DatasetRow,
     NamespaceRow,
@@ -49,6 +50,35 @@ class DatasetInfo:
     description: str
     error_threshold: float | None
     created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """An identity or profile build."""
+
+    id: int
+    kind: str
+    mode: str
+    status: str
+    watermark: dict[str, Any]
+    stats: dict[str, Any]
+    error: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+
+def _build_info(r: BuildRow) -> BuildInfo:
+    return BuildInfo(
+        r.id,
+        r.kind,
+        r.mode,
+        r.status,
+        dict(r.watermark or {}),
+        dict(r.stats or {}),
+        r.error,
+        r.started_at,
+        r.finished_at,
+    )
 
 
 @dataclass(frozen=True)
@@ -389,6 +419,45 @@ class Catalog:
             row = s.scalars(q).first()
             return None if row is None else _batch_info(row)
 
+    # ------------------------------------------------------------------ builds
+    def start_build(self, kind: str, mode: str) -> BuildInfo:
+        """Record a build as running."""
+        with self.session() as s:
+            row = BuildRow(kind=kind, mode=mode, status="running", watermark={}, stats={})
+            s.add(row)
+            s.flush()
+            return _build_info(row)
+
+    def finish_build(self, build_id: int, **values: Any) -> BuildInfo:
+        """Set a build's status, watermark and figures."""
+        with self.session() as s:
+            row = s.get(BuildRow, build_id)
+            if row is None:
+                raise NotFoundError(f"no build {build_id}")
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.finished_at = utcnow()
+            return _build_info(row)
+
+    def last_build(
+        self, kind: str, mode: str | None = None, status: str = "success"
+    ) -> BuildInfo | None:
+        """The latest build of a kind (and mode) with the given status."""
+        q = select(BuildRow).where(BuildRow.kind == kind, BuildRow.status == status)
+        if mode is not None:
+            q = q.where(BuildRow.mode == mode)
+        with self.session() as s:
+            row = s.scalars(q.order_by(BuildRow.id.desc()).limit(1)).first()
+            return None if row is None else _build_info(row)
+
+    def list_builds(self, kind: str | None = None, limit: int = 50) -> list[BuildInfo]:
+        """Builds, newest first."""
+        q = select(BuildRow).order_by(BuildRow.id.desc()).limit(limit)
+        if kind is not None:
+            q = q.where(BuildRow.kind == kind)
+        with self.session() as s:
+            return [_build_info(r) for r in s.scalars(q)]
+
     # ------------------------------------------------------------------ table versions
     def record_version(
         self, table_name: str, version: int, operation: str, rows: int, batch_id: int | None
@@ -455,4 +524,4 @@ def _with_version(schema: Schema, version: int) -> Schema:
     return replace(schema, version=version)
 
 
-__all__ = ["BatchInfo", "Catalog", "DatasetInfo"]
+__all__ = ["BatchInfo", "BuildInfo", "Catalog", "DatasetInfo"]

@@ -13,6 +13,8 @@ import fcntl
 import json
 import logging
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -105,6 +107,55 @@ class Lake:
             table.alter.add_columns(fields)
             log.info("table %s: added columns %s", uri, [f.name for f in missing])
         return [f.name for f in missing]
+
+    def overwrite_stream(
+        self,
+        uri: str,
+        batches: Iterator[pa.RecordBatch],
+        schema: pa.Schema,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Replace a table's content with a stream of batches, in one commit.
+
+        The batches are pulled on this thread (an engine stream must stay on the thread
+        that started it) and handed to the Delta writer running on another.
+        """
+        q: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=4)
+        errors: list[BaseException] = []
+
+        def feed() -> Iterator[pa.RecordBatch]:
+            while (b := q.get()) is not None:
+                yield b
+
+        def write() -> None:
+            try:
+                props = CommitProperties(
+                    custom_metadata={
+                        f"{META_PREFIX}{k}": str(v) for k, v in (metadata or {}).items()
+                    }
+                )
+                reader = pa.RecordBatchReader.from_batches(schema, feed())
+                write_deltalake(
+                    uri, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props
+                )
+            except BaseException as e:
+                errors.append(e)
+                while q.get() is not None:  # drain so the producer never blocks
+                    pass
+
+        t = threading.Thread(target=write, name="delta-writer", daemon=True)
+        t.start()
+        try:
+            for b in batches:
+                if errors:
+                    break
+                q.put(b)
+        finally:
+            q.put(None)
+            t.join()
+        if errors:
+            raise errors[0]
+        return self.version(uri)
 
     def stage(self, uri: str, schema: pa.Schema, rows_per_file: int = 4_000_000) -> StagedWrite:
         """Start writing data files for one append that becomes visible only on ``commit``."""

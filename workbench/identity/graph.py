@@ -1,0 +1,849 @@
+"""The identity graph: extract identities and links from the lake, cluster, keep ids stable.
+
+    stats = ws.identity.build()                 # incremental when a graph exists
+    ws.identity.lookup("email:Ana.Lima@Example.com")   # -> profile id
+    ws.identity.explain("ecid:123", "crm_id:C00000001")
+
+Stored in the lake (Delta, one new version per build, so earlier graphs stay readable):
+``identity/identities`` (namespace, value, profile_id, first/last seen, status),
+``identity/links`` (both ends, dataset and time of the latest evidence, kept or cut and
+why) and ``identity/merges`` (retired profile id -> surviving id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import write_deltalake
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from workbench.errors import InputError, NotFoundError, WorkbenchError
+from workbench.identity.cluster import KIND_DROP_ORDER, ClusterInput, cluster
+from workbench.lake.sql import ident, lit
+from workbench.schema.model import SchemaClass
+from workbench.schema.namespaces import Namespace
+from workbench.schema.normalize import normalize_value
+
+if TYPE_CHECKING:
+    from workbench.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+#: Values that never become identities, in any namespace.
+DEFAULT_BLOCKED: tuple[str, ...] = (
+    "",
+    "null",
+    "none",
+    "nil",
+    "n/a",
+    "na",
+    "unknown",
+    "anonymous",
+    "invalid",
+    "undefined",
+    "0",
+    "-1",
+    "test",
+    "test@test.com",
+    "test@example.com",
+    "none@none.com",
+    "noemail@example.com",
+    "no@email.com",
+    "noreply@example.com",
+)
+#: Phones made of one repeated digit or zeros (``+10000000000``) never become identities.
+BLOCKED_PHONE_PATTERN = (
+    r"\+[0-9]{0,3}0{6,}|\+(?:" + "|".join(f"{d}{{8,}}" for d in "123456789") + ")"
+)
+
+IDENTITIES = ("identity", "identities")
+LINKS = ("identity", "links")
+MERGES = ("identity", "merges")
+
+
+@dataclass(frozen=True)
+class IdentityBuildStats:
+    """What one build did."""
+
+    build_id: int
+    mode: str
+    identities: int
+    links: int
+    profiles: int
+    largest_profile: int
+    conflicting_components: int
+    links_cut: int
+    clusters_over_cap: int
+    identities_dropped_by_cap: int
+    new_profiles: int
+    merged_profiles: int
+    split_profiles: int
+    rows_scanned: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for the catalog and JSON)."""
+        return asdict(self)
+
+
+def parse_identity(text: str) -> tuple[str, str]:
+    """``namespace:value`` -> (namespace, value)."""
+    ns, sep, value = text.partition(":")
+    if not sep or not ns or not value:
+        raise InputError(text, "an identity is written namespace:value, e.g. email:ana@example.com")
+    return ns.strip(), value
+
+
+class IdentityGraph:
+    """The workspace's identity graph (``ws.identity``)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    # ------------------------------------------------------------------ paths
+    def _path(self, parts: tuple[str, str]) -> str:
+        return self._ws.lake.path(*parts)
+
+    def exists(self) -> bool:
+        """Whether a graph has been built."""
+        return self._ws.lake.exists(self._path(IDENTITIES))
+
+    def identities(self, version: int | None = None) -> pa.Table:
+        """The identities table (latest build, or a Delta ``version``)."""
+        if not self.exists():
+            raise NotFoundError("no identity graph yet: run workbench identity build")
+        return self._ws.lake.snapshot(self._path(IDENTITIES), version).to_table()
+
+    def links(self) -> pa.Table:
+        """The links table of the latest build."""
+        if not self.exists():
+            raise NotFoundError("no identity graph yet: run workbench identity build")
+        return self._ws.lake.snapshot(self._path(LINKS)).to_table()
+
+    def merges(self) -> pa.Table:
+        """Retired profile ids and the id that survived them."""
+        p = self._path(MERGES)
+        if not self._ws.lake.exists(p):
+            return pa.table(
+                {
+                    "retired_profile_id": pa.array([], pa.int64()),
+                    "profile_id": pa.array([], pa.int64()),
+                }
+            )
+        return self._ws.lake.snapshot(p).to_table()
+
+    # ------------------------------------------------------------------ extraction
+    def _sources(self) -> list[tuple[str, str, list[tuple[str, Namespace]], str]]:
+        """(dataset, table path, [(field, namespace)] by priority, time column)."""
+        ws = self._ws
+        nss = {n.name: n for n in ws.catalog.namespaces()}
+        out = []
+        for d in ws.catalog.list_datasets():
+            if not d.profile_enabled or not ws.lake.exists(d.table_path):
+                continue
+            sch = ws.catalog.get_schema(d.schema_name)
+            fields = [
+                (f.name, nss[f.identity.namespace])
+                for f in sch.identity_fields
+                if f.identity.namespace in nss
+            ]
+            if not fields:
+                continue
+            fields.sort(key=lambda x: (-x[1].priority, x[0]))
+            tcol = "timestamp" if sch.cls is SchemaClass.EVENT else "updated_at"
+            out.append((d.name, d.table_path, fields, tcol))
+        return out
+
+    def _blocked_sql(self, ns_expr: str, v_expr: str) -> str:
+        extra = self._ws.settings.blocked_identities
+        plain = [v.lower() for v in (*DEFAULT_BLOCKED, *(x for x in extra if ":" not in x))]
+        scoped = [x for x in extra if ":" in x]
+        items = ", ".join(lit(v) for v in sorted(set(plain)))
+        cond = f"lower({v_expr}) IN ({items})"
+        if scoped:
+            cond += f" OR ({ns_expr} || ':' || {v_expr}) IN ({', '.join(lit(v) for v in scoped)})"
+        cond += f" OR ({ns_expr} = 'phone' AND regexp_full_match({v_expr}, {lit(BLOCKED_PHONE_PATTERN)}))"
+        return f"({cond})"
+
+    def _row_identities_sql(
+        self, view: str, fields: list[tuple[str, Namespace]], tcol: str, where: str
+    ) -> str:
+        """Per row: the list of its (namespace, value) identities, highest priority first."""
+        structs = ", ".join(
+            f"struct_pack(ns := {lit(ns.name)}, v := CAST({ident(f)} AS VARCHAR))"
+            for f, ns in fields
+        )
+        keep = f"lambda x: x.v IS NOT NULL AND NOT {self._blocked_sql('x.ns', 'x.v')}"
+        return (
+            f"SELECT CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, "
+            f"list_filter([{structs}], {keep}) AS ids FROM {view} {where}"
+        )
+
+    def _extract(self, watermark: dict[str, int]) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
+        """New identity and link observations (aggregated) from batches after ``watermark``."""
+        ws = self._ws
+        eng = ws.engine
+        id_parts, link_parts = [], []
+        new_mark: dict[str, int] = dict(watermark)
+        rows = 0
+        views = []
+        for name, path, fields, tcol in self._sources():
+            view = f"__id_src_{name}"
+            eng.register(view, ws.lake.snapshot(path))
+            views.append(view)
+            since = int(watermark.get(name, 0))
+            where = f"WHERE _batch_id > {lit(since)}" if since else ""
+            top = eng.scalar(f"SELECT max(_batch_id) FROM {view}")
+            if top is not None:
+                new_mark[name] = int(top)
+            rows += int(eng.scalar(f"SELECT count(*) FROM {view} {where}") or 0)
+            per_row = self._row_identities_sql(view, fields, tcol, where)
+            d = lit(name)
+            id_parts.append(
+                f"SELECT i.ns AS namespace, i.v AS value, ts, {d} AS dataset "
+                f"FROM (SELECT ts, unnest(ids) AS i FROM ({per_row}))"
+            )
+            link_parts.append(
+                f"SELECT a.ns AS a_ns, a.v AS a_value, b.ns AS b_ns, b.v AS b_value, ts, {d} AS dataset "
+                f"FROM (SELECT ts, ids[1] AS a, unnest(ids[2:]) AS b FROM ({per_row}) WHERE len(ids) >= 2)"
+            )
+        try:
+            if not id_parts:
+                empty_i = pa.table(
+                    {
+                        "namespace": pa.array([], pa.string()),
+                        "value": pa.array([], pa.string()),
+                        "first_seen": pa.array([], pa.timestamp("us", tz="UTC")),
+                        "last_seen": pa.array([], pa.timestamp("us", tz="UTC")),
+                        "evidence": pa.array([], pa.int64()),
+                        "datasets": pa.array([], pa.list_(pa.string())),
+                    }
+                )
+                return empty_i, _empty_links(), 0, new_mark
+            ids = eng.query(
+                f"SELECT namespace, value, min(ts) AS first_seen, max(ts) AS last_seen, "
+                f"count(*) AS evidence, list(DISTINCT dataset ORDER BY dataset) AS datasets "
+                f"FROM ({' UNION ALL '.join(id_parts)}) GROUP BY namespace, value"
+            )
+            links = eng.query(
+                "SELECT CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_ns ELSE b_ns END AS a_ns, "
+                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_value ELSE b_value END AS a_value, "
+                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_ns ELSE a_ns END AS b_ns, "
+                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_value ELSE a_value END AS b_value, "
+                "min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS evidence, "
+                "arg_max(dataset, ts) AS dataset "
+                f"FROM ({' UNION ALL '.join(link_parts)}) WHERE (a_ns, a_value) <> (b_ns, b_value) "
+                "GROUP BY ALL"
+            )
+        finally:
+            for v in views:
+                eng.unregister(v)
+        return ids, links, rows, new_mark
+
+    # ------------------------------------------------------------------ build
+    def build(self, *, full: bool = False) -> IdentityBuildStats:
+        """Build (or update) the graph and the stable profile ids.
+
+        Incremental by default once a graph exists: only batches ingested since the last
+        build are read; their identities and links are merged into the stored graph, which
+        is then re-clustered (clustering all links is cheap; reading the lake is not).
+        ``full=True`` re-reads everything.
+        """
+        ws = self._ws
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        last = ws.catalog.last_build("identity")
+        incremental = bool(last) and not full and self.exists()
+        build = ws.catalog.start_build("identity", "incremental" if incremental else "full")
+        try:
+            with ws.lake.lock("identity"):
+                stats = self._build(
+                    build.id,
+                    last.watermark if (incremental and last) else {},
+                    incremental,
+                    timings,
+                    t0,
+                )
+        except BaseException as e:
+            ws.catalog.finish_build(build.id, status="failed", error=f"{type(e).__name__}: {e}")
+            raise
+        return stats
+
+    def _build(
+        self,
+        build_id: int,
+        watermark: dict[str, int],
+        incremental: bool,
+        timings: dict[str, float],
+        t0: float,
+    ) -> IdentityBuildStats:
+        ws = self._ws
+        eng = ws.engine
+        t = time.perf_counter()
+        new_ids, new_links, rows, mark = self._extract(watermark)
+        timings["extract"] = time.perf_counter() - t
+        prev = self.identities() if self.exists() else None
+        t = time.perf_counter()
+        if incremental and prev is not None:
+            eng.register(
+                "__old_i",
+                prev.select(
+                    ["namespace", "value", "first_seen", "last_seen", "evidence", "datasets"]
+                ),
+            )
+            eng.register("__new_i", new_ids)
+            ids = eng.query(
+                "SELECT namespace, value, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+                "sum(evidence)::BIGINT AS evidence, list_sort(list_distinct(flatten(list(datasets)))) AS datasets "
+                "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY namespace, value"
+            )
+            old_links = self.links().select(
+                [
+                    "a_ns",
+                    "a_value",
+                    "b_ns",
+                    "b_value",
+                    "first_seen",
+                    "last_seen",
+                    "evidence",
+                    "dataset",
+                ]
+            )
+            eng.register("__old_l", old_links)
+            eng.register("__new_l", new_links)
+            links = eng.query(
+                "SELECT a_ns, a_value, b_ns, b_value, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+                "sum(evidence)::BIGINT AS evidence, arg_max(dataset, last_seen) AS dataset "
+                "FROM (SELECT * FROM __old_l UNION ALL SELECT * FROM __new_l) GROUP BY ALL"
+            )
+            for n in ("__old_i", "__new_i", "__old_l", "__new_l"):
+                eng.unregister(n)
+        else:
+            ids, links = new_ids, new_links
+        timings["merge"] = time.perf_counter() - t
+
+        # dense integer ids, namespace indexes, arrays for the clustering
+        t = time.perf_counter()
+        nss = ws.catalog.namespaces()
+        eng.register("__ids", ids)
+        eng.register("__links", links)
+        eng.register(
+            "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
+        )
+        ids = eng.query(
+            "SELECT i.*, n.ns_idx, (row_number() OVER (ORDER BY i.namespace, i.value) - 1)::BIGINT AS iid "
+            "FROM __ids i JOIN __ns n USING (namespace) ORDER BY iid"
+        )
+        eng.register("__ids", ids)
+        links = eng.query(
+            "SELECT l.*, x.iid AS a, y.iid AS b FROM __links l "
+            "JOIN __ids x ON x.namespace = l.a_ns AND x.value = l.a_value "
+            "JOIN __ids y ON y.namespace = l.b_ns AND y.value = l.b_value ORDER BY a, b"
+        )
+        eng.unregister("__links")
+        timings["index"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        inp = ClusterInput(
+            n=ids.num_rows,
+            ns=ids.column("ns_idx").to_numpy().astype(np.int32),
+            last_seen=_epoch_us(ids.column("last_seen")),
+            a=links.column("a").to_numpy(),
+            b=links.column("b").to_numpy(),
+            link_seen=_epoch_us(links.column("last_seen")),
+            ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
+            ns_unique=np.array([n.unique for n in nss], dtype=bool),
+            ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
+            cap=ws.settings.identity_cap,
+        )
+        describe = _Describe(ids)
+        res = cluster(inp, describe)  # type: ignore[arg-type]
+        timings["cluster"] = time.perf_counter() - t
+
+        # stable profile ids: keep, merge (older survives), split (largest part keeps it)
+        t = time.perf_counter()
+        labels = pa.array(res.labels, pa.int64())
+        status = np.full(ids.num_rows, "active", dtype=object)
+        status[res.dropped] = "dropped_by_cap"
+        eng.register("__lab", pa.table({"iid": ids.column("iid"), "label": labels}))
+        if prev is not None:
+            eng.register("__prev", prev.select(["namespace", "value", "profile_id"]))
+        else:
+            eng.register(
+                "__prev",
+                pa.table(
+                    {
+                        "namespace": pa.array([], pa.string()),
+                        "value": pa.array([], pa.string()),
+                        "profile_id": pa.array([], pa.int64()),
+                    }
+                ),
+            )
+        assign = eng.query(_STABLE_IDS_SQL)
+        eng.register("__assign", assign)
+        merges = eng.query(
+            "SELECT DISTINCT p.profile_id AS retired_profile_id, a.profile_id "
+            "FROM __lab l JOIN __ids i USING (iid) JOIN __prev p ON p.namespace = i.namespace AND p.value = i.value "
+            "JOIN __assign a ON a.label = l.label WHERE p.profile_id <> a.profile_id "
+            "AND p.profile_id NOT IN (SELECT profile_id FROM __assign)"
+        )
+        final = eng.query(
+            "SELECT i.namespace, i.value, a.profile_id, i.first_seen, i.last_seen, i.evidence, i.datasets "
+            "FROM __ids i JOIN __lab l USING (iid) JOIN __assign a ON a.label = l.label ORDER BY i.iid"
+        )
+        final = final.append_column("status", pa.array(status, pa.string()))
+        counts = eng.query(
+            "SELECT count(*) FILTER (WHERE kind = 'new') AS new, count(*) FILTER (WHERE kind = 'split') AS split FROM __assign"
+        ).to_pylist()[0]
+        for n in ("__ids", "__lab", "__prev", "__assign", "__ns"):
+            eng.unregister(n)
+        timings["stable_ids"] = time.perf_counter() - t
+
+        # write: one new version of each table
+        t = time.perf_counter()
+        link_status = np.array(["kept", "cut_unique_namespace", "cut_cap"], dtype=object)[
+            res.link_status
+        ]
+        reasons = [None] * links.num_rows
+        for i, r in res.cut_reason.items():
+            reasons[i] = r
+        out_links = (
+            links.select(
+                [
+                    "a_ns",
+                    "a_value",
+                    "b_ns",
+                    "b_value",
+                    "first_seen",
+                    "last_seen",
+                    "evidence",
+                    "dataset",
+                ]
+            )
+            .append_column("status", pa.array(link_status, pa.string()))
+            .append_column("reason", pa.array(reasons, pa.string()))
+        )
+        meta = {"build_id": build_id}
+        self._write(IDENTITIES, final, meta)
+        self._write(LINKS, out_links, meta)
+        if merges.num_rows:
+            m = merges.append_column("build_id", pa.array([build_id] * merges.num_rows, pa.int64()))
+            m = m.append_column(
+                "merged_at",
+                pa.array([dt.datetime.now(dt.UTC)] * merges.num_rows, pa.timestamp("us", tz="UTC")),
+            )
+            write_deltalake(self._path(MERGES), m, mode="append", schema_mode="merge")
+        timings["write"] = time.perf_counter() - t
+
+        sizes = (
+            np.bincount(np.unique(res.labels, return_inverse=True)[1])
+            if len(res.labels)
+            else np.zeros(0)
+        )
+        stats = IdentityBuildStats(
+            build_id=build_id,
+            mode="incremental" if incremental else "full",
+            identities=final.num_rows,
+            links=out_links.num_rows,
+            profiles=len(sizes),
+            largest_profile=int(sizes.max()) if len(sizes) else 0,
+            conflicting_components=res.conflicting_components,
+            links_cut=res.links_cut,
+            clusters_over_cap=res.clusters_over_cap,
+            identities_dropped_by_cap=len(res.dropped),
+            new_profiles=int(counts["new"]),
+            merged_profiles=merges.num_rows,
+            split_profiles=int(counts["split"]),
+            rows_scanned=rows,
+            seconds=round(time.perf_counter() - t0, 3),
+            timings={k: round(v, 3) for k, v in timings.items()},
+        )
+        ws.catalog.finish_build(build_id, status="success", watermark=mark, stats=stats.to_dict())
+        log.info("identity build %d: %s", build_id, stats)
+        return stats
+
+    def _write(self, parts: tuple[str, str], table: pa.Table, meta: dict[str, Any]) -> None:
+        from deltalake import CommitProperties
+
+        props = CommitProperties(
+            custom_metadata={f"workbench.{k}": str(v) for k, v in meta.items()}
+        )
+        write_deltalake(
+            self._path(parts),
+            table,
+            mode="overwrite",
+            schema_mode="overwrite",
+            commit_properties=props,
+        )
+
+    # ------------------------------------------------------------------ lookup and explain
+    def normalize(self, identity: str) -> tuple[str, str]:
+        """Parse ``ns:value`` and normalize the value with the namespace's normalizer."""
+        ns_name, raw = parse_identity(identity)
+        nss = {n.name: n for n in self._ws.catalog.namespaces()}
+        if ns_name not in nss:
+            raise NotFoundError(f"unknown namespace {ns_name!r} (known: {', '.join(sorted(nss))})")
+        value = normalize_value(nss[ns_name].normalizer, raw, self._ws.settings.default_region)
+        if value is None:
+            raise InputError(identity, f"not a valid {ns_name} value")
+        return ns_name, value
+
+    def lookup(self, identity: str) -> int | None:
+        """The profile id of an identity (``ns:value``), or None when unknown."""
+        ns, value = self.normalize(identity)
+        ds = self._ws.lake.snapshot(self._path(IDENTITIES)) if self.exists() else None
+        if ds is None:
+            raise NotFoundError("no identity graph yet: run workbench identity build")
+        import pyarrow.dataset as pads
+
+        t = ds.to_table(
+            filter=(pads.field("namespace") == ns) & (pads.field("value") == value),
+            columns=["profile_id"],
+        )
+        return t.column("profile_id")[0].as_py() if t.num_rows else None
+
+    def members(self, profile_id: int) -> pa.Table:
+        """Every identity of a profile with first/last seen and status."""
+        import pyarrow.dataset as pads
+
+        ds = self._ws.lake.snapshot(self._path(IDENTITIES))
+        return ds.to_table(filter=pads.field("profile_id") == profile_id).sort_by(
+            [("namespace", "ascending"), ("value", "ascending")]
+        )
+
+    def explain(self, identity: str, other: str | None = None) -> dict[str, Any]:
+        """Why an identity is in its profile, and (with ``other``) why two identities are or
+        are not together: the kept path between them, or the cut links and their reasons."""
+        a = self.normalize(identity)
+        pid = self.lookup(identity)
+        if pid is None:
+            raise NotFoundError(
+                f"{identity} is not in the identity graph (blocked, never seen, or not yet built)"
+            )
+        eng = self._ws.engine
+        eng.register("__l", self._ws.lake.snapshot(self._path(LINKS)))
+        try:
+            return self._explain(eng, a, pid, other)
+        finally:
+            eng.unregister("__l")
+            eng.unregister("__f")
+
+    def _explain(self, eng: Any, a: tuple[str, str], pid: int, other: str | None) -> dict[str, Any]:
+        touching = eng.query(
+            f"SELECT * FROM __l WHERE (a_ns = {lit(a[0])} AND a_value = {lit(a[1])}) "
+            f"OR (b_ns = {lit(a[0])} AND b_value = {lit(a[1])}) ORDER BY status, last_seen DESC"
+        ).to_pylist()
+        out: dict[str, Any] = {
+            "identity": f"{a[0]}:{a[1]}",
+            "profile_id": pid,
+            "profile_identities": self.members(pid).num_rows,
+            "links": touching,
+        }
+        if other is None:
+            return out
+        b = self.normalize(other)
+        pid_b = self.lookup(other)
+        out["other"] = f"{b[0]}:{b[1]}"
+        out["other_profile_id"] = pid_b
+        out["together"] = pid_b == pid
+        if pid_b is None:
+            out["path"], out["cut_on_path"] = [], []
+            out["why"] = (
+                f"{out['other']} is not in the identity graph (never seen, blocked, or rejected at ingestion)"
+            )
+            return out
+        path = _path(eng, a, b, kept_only=out["together"])
+        out["path"] = path
+        if not out["together"]:
+            out["cut_on_path"] = [p for p in path if p["status"] != "kept"]
+            if not path:
+                out["why"] = "no evidence ever linked them, even through other identities"
+            else:
+                out["why"] = (
+                    "; ".join(p["reason"] or p["status"] for p in out["cut_on_path"])
+                    or "no kept path"
+                )
+        return out
+
+    # ------------------------------------------------------------------ quality
+    def evaluate(self, truth_dir: str | Path) -> dict[str, Any]:
+        """Quality of the graph against ground truth (the sample generator's ``truth/``).
+
+        ``truth_dir`` holds ``<file stem>.parquet`` (``row``, ``person_id``) per ingested file.
+        Two views, both pairwise (precision, recall, F1):
+
+        * ``identities`` (the bar): each identity's true person is the person of the rows it
+          appears on. Identities seen on rows of several persons (a family's shared cookie
+          or email: the traps) are ambiguous by nature; they are counted, and left out of the
+          pairs. A true pair is two identities of one person that same-person evidence links
+          (directly or through others): no one can link what no evidence links.
+        * ``rows``: every row with a true person, attributed to a profile as segments see it.
+
+        ``persons_fused`` counts profiles holding unambiguous identities of several persons
+        (what the shared-device and shared-email traps would cause without the guardrails).
+        """
+        from workbench.profile.attribution import (
+            IDENTITY_VIEW,
+            register_identities,
+            row_profiles_sql,
+        )
+
+        ws = self._ws
+        eng = ws.engine
+        truth = Path(truth_dir)
+        if not truth.is_dir():
+            raise InputError(str(truth), "no such folder")
+        batches = []
+        registered: list[str] = []
+        for b in ws.catalog.list_batches(status="success"):
+            tf = truth / f"{Path(b.source).stem}.parquet"
+            if tf.exists():
+                name = f"__truth_{b.id}"
+                eng.register(name, pq.read_table(tf).select(["row", "person_id"]))
+                registered.append(name)
+                batches.append((b, name))
+        if not batches:
+            raise InputError(str(truth), "no truth file matches an ingested file")
+        register_identities(ws)
+        registered.append(IDENTITY_VIEW)
+        obs_sql, rows_sql = [], []
+        sources = {name: (fields, tcol) for name, _, fields, tcol in self._sources()}
+        try:
+            for ds_name, sql, view, path in row_profiles_sql(ws):
+                eng.register(view, ws.lake.snapshot(path))
+                registered.append(view)
+                fields, tcol = sources[ds_name]
+                per_row = self._row_identities_sql(view, fields, tcol, "").replace(
+                    "AS ids FROM", "AS ids, _batch_id, _row FROM"
+                )
+                for b, tname in batches:
+                    if b.dataset != ds_name:
+                        continue
+                    rows_sql.append(
+                        f"SELECT r.profile_id, t.person_id FROM ({sql}) r JOIN {tname} t ON t.row = r._row "
+                        f"WHERE r._batch_id = {lit(b.id)} AND t.person_id IS NOT NULL"
+                    )
+                    obs_sql.append(
+                        f"SELECT i.ns AS namespace, i.v AS value, t.person_id FROM "
+                        f"(SELECT unnest(ids) AS i, _row FROM ({per_row}) WHERE _batch_id = {lit(b.id)}) x "
+                        f"JOIN {tname} t ON t.row = x._row WHERE t.person_id IS NOT NULL"
+                    )
+            eng.register_sql("__eval_rows", " UNION ALL ".join(rows_sql))
+            registered.append("__eval_rows")
+            row_m = eng.query(_EVAL_SQL.replace("__eval", "__eval_rows")).to_pylist()[0]
+            person = eng.query(
+                "SELECT i.namespace, i.value, i.profile_id, o.person_id, o.persons "
+                f"FROM {IDENTITY_VIEW} i JOIN (SELECT namespace, value, min(person_id) AS person_id, "
+                "count(DISTINCT person_id) AS persons FROM (" + " UNION ALL ".join(obs_sql) + ") "
+                "GROUP BY ALL) o USING (namespace, value)"
+            )
+            ident_m = self._identity_quality(person)
+        finally:
+            for n in registered:
+                eng.unregister(n)
+        return {"identities": ident_m, "rows": _prf(row_m)}
+
+    def _identity_quality(self, person: pa.Table) -> dict[str, Any]:
+        """Pairwise quality over unambiguous identities against evidence-linkable truth."""
+        eng = self._ws.engine
+        eng.register("__ip", person)
+        eng.register("__links_all", self.links())
+        try:
+            clean = eng.query(
+                "SELECT namespace, value, profile_id, person_id, row_number() OVER () - 1 AS k "
+                "FROM __ip WHERE persons = 1"
+            )
+            eng.register("__ipc", clean)
+            same = eng.query(
+                "SELECT x.k AS a, y.k AS b FROM __links_all l "
+                "JOIN __ipc x ON x.namespace = l.a_ns AND x.value = l.a_value "
+                "JOIN __ipc y ON y.namespace = l.b_ns AND y.value = l.b_value "
+                "WHERE x.person_id = y.person_id"
+            )
+            n = clean.num_rows
+            graph = coo_matrix(
+                (
+                    np.ones(same.num_rows, dtype=np.int8),
+                    (same.column("a").to_numpy(), same.column("b").to_numpy()),
+                ),
+                shape=(n, n),
+            )
+            _, group = connected_components(graph, directed=False)
+            eng.register(
+                "__grp",
+                pa.table({"k": np.arange(n, dtype=np.int64), "grp": group.astype(np.int64)}),
+            )
+            eng.register_sql(
+                "__eval_ids",
+                "SELECT c.profile_id, g.grp AS person_id FROM __ipc c JOIN __grp g USING (k)",
+            )
+            res = _prf(eng.query(_EVAL_SQL.replace("__eval", "__eval_ids")).to_pylist()[0])
+            fused = eng.query(
+                "SELECT count(*) AS profiles, coalesce(sum(p), 0) AS persons FROM "
+                "(SELECT profile_id, count(DISTINCT person_id) AS p FROM __ipc GROUP BY 1) WHERE p > 1"
+            ).to_pylist()[0]
+            shared = eng.query("SELECT count(*) AS n FROM __ip WHERE persons > 1").to_pylist()[0][
+                "n"
+            ]
+        finally:
+            for name in ("__ip", "__links_all", "__ipc", "__grp", "__eval_ids"):
+                eng.unregister(name)
+        res["identities_shared_by_persons"] = int(shared)
+        res["profiles_fused"] = int(fused["profiles"])
+        res["persons_fused"] = int(fused["persons"])
+        return res
+
+
+def _prf(m: dict[str, Any]) -> dict[str, Any]:
+    tp, pp, tpairs = int(m["tp"]), int(m["pred_pairs"]), int(m["true_pairs"])
+    precision = tp / pp if pp else 1.0
+    recall = tp / tpairs if tpairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "items": int(m["rows"]),
+        "unattributed": int(m["unattributed"]),
+        "precision": round(precision, 6),
+        "recall": round(recall, 6),
+        "f1": round(f1, 6),
+        "true_clusters": int(m["persons"]),
+        "predicted_clusters": int(m["profiles"]),
+        "true_clusters_split": int(m["persons_split"]),
+        "predicted_clusters_mixed": int(m["profiles_fused"]),
+    }
+
+
+_STABLE_IDS_SQL = """
+WITH prev AS (
+    SELECT l.label, p.profile_id, count(*) AS n
+    FROM __lab l JOIN __ids i USING (iid)
+    JOIN __prev p ON p.namespace = i.namespace AND p.value = i.value
+    GROUP BY ALL
+),
+claims AS (   -- an old id goes to the new cluster holding most of its identities
+    SELECT profile_id, arg_max(label, n * 1e12 - label) AS label FROM prev GROUP BY profile_id
+),
+kept AS (     -- a cluster claiming several old ids keeps the oldest (smallest)
+    SELECT label, min(profile_id) AS profile_id FROM claims GROUP BY label
+),
+labels AS (SELECT DISTINCT label FROM __lab),
+unassigned AS (
+    SELECT l.label, min(x.iid) AS first_iid,
+           bool_or(pr.label IS NOT NULL) AS had_old_id
+    FROM labels l JOIN __lab x USING (label)
+    LEFT JOIN (SELECT DISTINCT label FROM prev) pr USING (label)
+    WHERE l.label NOT IN (SELECT label FROM kept)
+    GROUP BY l.label
+),
+top AS (SELECT coalesce(max(profile_id), 0) AS m FROM __prev)
+SELECT label, profile_id, 'kept' AS kind FROM kept
+UNION ALL
+SELECT label, (SELECT m FROM top) + row_number() OVER (ORDER BY first_iid) AS profile_id,
+       CASE WHEN had_old_id THEN 'split' ELSE 'new' END AS kind
+FROM unassigned
+"""
+
+_EVAL_SQL = """
+WITH r AS (
+    SELECT coalesce(profile_id, -row_number() OVER ()) AS pid, profile_id IS NULL AS un, person_id FROM __eval
+),
+cell AS (SELECT pid, person_id, count(*) AS n FROM r GROUP BY ALL),
+pp AS (SELECT pid, sum(n) AS n, count(*) AS persons FROM cell GROUP BY pid),
+tp AS (SELECT person_id, sum(n) AS n, count(*) FILTER (WHERE pid > 0) AS profiles FROM cell GROUP BY person_id)
+SELECT
+    (SELECT count(*) FROM r) AS rows,
+    (SELECT count(*) FILTER (WHERE un) FROM r) AS unattributed,
+    (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM cell)::HUGEINT AS tp,
+    (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM pp)::HUGEINT AS pred_pairs,
+    (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM tp)::HUGEINT AS true_pairs,
+    (SELECT count(*) FROM tp) AS persons,
+    (SELECT count(*) FROM pp WHERE pid > 0) AS profiles,
+    (SELECT count(*) FROM tp WHERE profiles > 1) AS persons_split,
+    (SELECT count(*) FROM pp WHERE pid > 0 AND persons > 1) AS profiles_fused,
+    (SELECT coalesce(sum(persons), 0) FROM pp WHERE pid > 0 AND persons > 1) AS persons_fused
+"""
+
+
+class _Describe:
+    """``describe[i]`` -> ``namespace:value`` of identity i, without building a full list."""
+
+    def __init__(self, ids: pa.Table) -> None:
+        self._ns = ids.column("namespace")
+        self._v = ids.column("value")
+
+    def __getitem__(self, i: int) -> str:
+        return f"{self._ns[i].as_py()}:{self._v[i].as_py()}"
+
+
+def _epoch_us(col: pa.ChunkedArray) -> np.ndarray:
+    return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0).to_numpy()
+
+
+def _empty_links() -> pa.Table:
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "a_ns": pa.array([], pa.string()),
+            "a_value": pa.array([], pa.string()),
+            "b_ns": pa.array([], pa.string()),
+            "b_value": pa.array([], pa.string()),
+            "first_seen": pa.array([], ts),
+            "last_seen": pa.array([], ts),
+            "evidence": pa.array([], pa.int64()),
+            "dataset": pa.array([], pa.string()),
+        }
+    )
+
+
+def _path(
+    eng: Any, a: tuple[str, str], b: tuple[str, str], kept_only: bool, max_hops: int = 8
+) -> list[dict[str, Any]]:
+    """Breadth-first path between two identities, expanding one neighbourhood per query
+    over the registered ``__l`` links (never loading the whole graph into Python)."""
+    cond = "AND status = 'kept'" if kept_only else ""
+    prev: dict[tuple[str, str], tuple[tuple[str, str], dict[str, Any]] | None] = {a: None}
+    frontier = [a]
+    for _ in range(max_hops):
+        if b in prev or not frontier:
+            break
+        eng.register(
+            "__f", pa.table({"ns": [x[0] for x in frontier], "v": [x[1] for x in frontier]})
+        )
+        rows = eng.query(
+            "SELECT l.* FROM __l l JOIN __f f ON (l.a_ns = f.ns AND l.a_value = f.v) "
+            f"OR (l.b_ns = f.ns AND l.b_value = f.v) WHERE true {cond} LIMIT 10000"
+        ).to_pylist()
+        nxt = []
+        for r in rows:
+            x, y = (r["a_ns"], r["a_value"]), (r["b_ns"], r["b_value"])
+            for u, w in ((x, y), (y, x)):
+                if u in prev and w not in prev:
+                    prev[w] = (u, r)
+                    nxt.append(w)
+        frontier = nxt
+    if b not in prev:
+        return []
+    path = []
+    node = b
+    while (step := prev[node]) is not None:
+        node, r = step
+        path.append(r)
+    return list(reversed(path))
+
+
+__all__ = [
+    "DEFAULT_BLOCKED",
+    "IdentityBuildStats",
+    "IdentityGraph",
+    "WorkbenchError",
+    "parse_identity",
+]

@@ -1,0 +1,330 @@
+"""Unified profiles: attributes merged from every profile dataset by a merge policy, and
+each profile's event history (online and offline together).
+
+    ws.profiles.build()                       # the default policy (settings)
+    ws.profiles.build("crm_first")            # another named policy, its own table
+    p = ws.profiles.get("email:Ana.Lima@Example.com")
+    p.attributes, p.sources, p.identities, p.events
+
+Merge policies (``merge_policies`` in ``workbench.yaml``):
+
+* ``timestamp``: per attribute, the non-null value of the most recently updated record
+  (``updated_at``; ties broken by the later batch, then the later row);
+* ``dataset_precedence``: per attribute, the non-null value from the first dataset in the
+  policy's ordered list that has one (within a dataset, the latest record).
+
+Event datasets are appended, never merged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, write_deltalake
+
+from workbench.errors import ConfigError, NotFoundError
+from workbench.lake.sql import ident, lit
+from workbench.profile.attribution import IDENTITY_VIEW, register_identities, row_profiles_sql
+from workbench.schema.model import SchemaClass
+
+if TYPE_CHECKING:
+    from workbench.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+EVENTS = ("profiles", "events")
+#: Columns every event row has in the unified event history.
+EVENT_KEYS = ("profile_id", "dataset", "timestamp", "event_type")
+
+
+@dataclass(frozen=True)
+class ProfileBuildStats:
+    """What one profile build did."""
+
+    build_id: int
+    policy: str
+    profiles: int
+    profiles_with_attributes: int
+    attributes: int
+    events: int
+    events_not_attributable: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict."""
+        return asdict(self)
+
+
+@dataclass
+class Profile:
+    """One unified profile, as the explorer and ``profile show`` present it."""
+
+    profile_id: int
+    attributes: dict[str, Any]
+    sources: dict[str, str]
+    identities: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    memberships: list[dict[str, Any]] = field(default_factory=list)
+    policy: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-friendly apart from timestamps)."""
+        return asdict(self)
+
+
+class Profiles:
+    """Unified profiles of a workspace (``ws.profiles``)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+
+    def _table_path(self, policy: str) -> str:
+        return self._ws.lake.path("profiles", f"attributes_{policy}")
+
+    def _policy(self, name: str | None) -> tuple[str, dict[str, Any]]:
+        s = self._ws.settings
+        name = name or s.default_merge_policy
+        if name not in s.merge_policies:
+            raise ConfigError(
+                f"no merge policy named {name!r} (known: {', '.join(sorted(s.merge_policies))})"
+            )
+        return name, s.merge_policies[name]
+
+    # ------------------------------------------------------------------ build
+    def build(self, policy: str | None = None, *, events: bool = True) -> ProfileBuildStats:
+        """Materialize the profile table for a merge policy (and the event history)."""
+        ws = self._ws
+        if not ws.identity.exists():
+            raise NotFoundError("no identity graph yet: run workbench identity build first")
+        name, pol = self._policy(policy)
+        build = ws.catalog.start_build("profiles", name)
+        t0 = time.perf_counter()
+        try:
+            with ws.lake.lock("profiles"):
+                stats = self._build(build.id, name, pol, events, t0)
+        except BaseException as e:
+            ws.catalog.finish_build(build.id, status="failed", error=f"{type(e).__name__}: {e}")
+            raise
+        ws.catalog.finish_build(build.id, status="success", stats=stats.to_dict())
+        return stats
+
+    def _build(
+        self, build_id: int, name: str, pol: dict[str, Any], events: bool, t0: float
+    ) -> ProfileBuildStats:
+        ws = self._ws
+        eng = ws.engine
+        timings: dict[str, float] = {}
+        register_identities(ws)
+        views = [IDENTITY_VIEW]
+        profile_parts, event_parts = [], []
+        attrs: dict[str, str] = {}  # attribute -> DuckDB type (VARCHAR on conflicts)
+        classes = {d.name: ws.catalog.get_schema(d.schema_name) for d in ws.catalog.list_datasets()}
+        try:
+            for ds, sql, view, path in row_profiles_sql(ws):
+                eng.register(view, ws.lake.snapshot(path))
+                views.append(view)
+                sch = classes[ds]
+                if sch.cls is SchemaClass.PROFILE:
+                    for f in sch.fields:
+                        if f.name == "updated_at":
+                            continue
+                        typ = _duck_type_of(eng, view, f.name)
+                        attrs[f.name] = typ if attrs.get(f.name, typ) == typ else "VARCHAR"
+                    profile_parts.append(
+                        (ds, sql, [f.name for f in sch.fields if f.name != "updated_at"])
+                    )
+                else:
+                    event_parts.append((ds, sql))
+            t = time.perf_counter()
+            n_attr_profiles = self._build_attributes(build_id, name, pol, profile_parts, attrs)
+            timings["attributes"] = time.perf_counter() - t
+            n_events = n_unattributed = 0
+            if events:
+                t = time.perf_counter()
+                n_events, n_unattributed = self._build_events(build_id, event_parts)
+                timings["events"] = time.perf_counter() - t
+        finally:
+            for v in views:
+                eng.unregister(v)
+        profiles = ws.lake.snapshot(self._table_path(name)).count_rows()
+        return ProfileBuildStats(
+            build_id=build_id,
+            policy=name,
+            profiles=profiles,
+            profiles_with_attributes=n_attr_profiles,
+            attributes=len(attrs),
+            events=n_events,
+            events_not_attributable=n_unattributed,
+            seconds=round(time.perf_counter() - t0, 3),
+            timings={k: round(v, 3) for k, v in timings.items()},
+        )
+
+    def _build_attributes(
+        self,
+        build_id: int,
+        name: str,
+        pol: dict[str, Any],
+        parts: list[tuple[str, str, list[str]]],
+        attrs: dict[str, str],
+    ) -> int:
+        eng = self._ws.engine
+        names = sorted(attrs)
+        selects = []
+        for ds, sql, fields in parts:
+            cols = [
+                f"CAST({ident(a)} AS {attrs[a]}) AS {ident(a)}"
+                if a in fields
+                else f"CAST(NULL AS {attrs[a]}) AS {ident(a)}"
+                for a in names
+            ]
+            selects.append(
+                f"SELECT profile_id, {lit(ds)} AS __ds, updated_at AS __ts, _batch_id AS __b, _row AS __r, "
+                f"{', '.join(cols)} FROM ({sql}) WHERE profile_id IS NOT NULL"
+            )
+        if pol["type"] == "dataset_precedence":
+            order = list(pol.get("datasets") or [])
+            rank = " ".join(f"WHEN {lit(d)} THEN {len(order) - i}" for i, d in enumerate(order))
+            key = f"struct_pack(p := CASE __ds {rank} ELSE 0 END, t := __ts, b := __b, r := __r)"
+        else:
+            key = "struct_pack(t := __ts, b := __b, r := __r)"
+        aggs = []
+        for a in names:
+            q = ident(a)
+            aggs.append(f"arg_max({q}, {key}) FILTER (WHERE {q} IS NOT NULL) AS {q}")
+            aggs.append(
+                f"arg_max(__ds, {key}) FILTER (WHERE {q} IS NOT NULL) AS {ident('__src_' + a)}"
+            )
+        entries = ", ".join(
+            f"struct_pack(k := {lit(a)}, v := {ident('__src_' + a)})" for a in names
+        )
+        merged = (
+            (
+                f"SELECT profile_id, {', '.join(aggs)}, max(__ts) AS updated_at, count(*) AS records "
+                f"FROM ({' UNION ALL '.join(selects)}) GROUP BY profile_id"
+            )
+            if selects
+            else "SELECT NULL::BIGINT AS profile_id WHERE false"
+        )
+        cols = ", ".join(f"m.{ident(a)}" for a in names)
+        sql = (
+            f"WITH m AS ({merged}), ids AS ("
+            f"SELECT profile_id, count(*) AS identity_count, min(first_seen) AS first_seen, "
+            f"max(last_seen) AS last_seen FROM {IDENTITY_VIEW} GROUP BY profile_id) "
+            f"SELECT ids.profile_id, {cols + ', ' if cols else ''}"
+            + (
+                f"map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL)) AS sources, "
+                if names
+                else ""
+            )
+            + "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, ids.first_seen, ids.last_seen "
+            "FROM ids LEFT JOIN m USING (profile_id) ORDER BY ids.profile_id"
+        )
+        table = eng.query(sql)
+        props = CommitProperties(
+            custom_metadata={"workbench.build_id": str(build_id), "workbench.policy": name}
+        )
+        write_deltalake(
+            self._table_path(name),
+            table,
+            mode="overwrite",
+            schema_mode="overwrite",
+            commit_properties=props,
+        )
+        return int(pa.compute.sum(pa.compute.greater(table.column("records"), 0)).as_py() or 0)
+
+    def _build_events(self, build_id: int, parts: list[tuple[str, str]]) -> tuple[int, int]:
+        eng = self._ws.engine
+        if not parts:
+            return 0, 0
+        selects, counts = [], []
+        for ds, sql in parts:
+            selects.append(
+                f"SELECT profile_id, {lit(ds)} AS dataset, * EXCLUDE (profile_id, _ingested_at) "
+                f"FROM ({sql}) WHERE profile_id IS NOT NULL"
+            )
+            counts.append(f"SELECT count(*) FILTER (WHERE profile_id IS NULL) AS n FROM ({sql})")
+        unattributed = int(eng.scalar(f"SELECT sum(n) FROM ({' UNION ALL '.join(counts)})") or 0)
+        union = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
+        batches = eng.stream(f"SELECT * FROM ({union})")
+        first = next(batches, None)
+        if first is None:
+            return 0, unattributed
+        n = [0]
+
+        def counted() -> Iterator[pa.RecordBatch]:
+            for b in _chain(first, batches):
+                n[0] += b.num_rows
+                yield b
+
+        self._ws.lake.overwrite_stream(
+            self._ws.lake.path(*EVENTS), counted(), first.schema, {"build_id": build_id}
+        )
+        return n[0], unattributed
+
+    # ------------------------------------------------------------------ read
+    def table(self, policy: str | None = None) -> pads.Dataset:
+        """The profile table of a policy (the default policy by default)."""
+        name, _ = self._policy(policy)
+        p = self._table_path(name)
+        if not self._ws.lake.exists(p):
+            raise NotFoundError(
+                f"no profiles built for policy {name!r}: run workbench profile build"
+            )
+        return self._ws.lake.snapshot(p)
+
+    def events_table(self) -> pads.Dataset:
+        """The unified event history of every profile."""
+        p = self._ws.lake.path(*EVENTS)
+        if not self._ws.lake.exists(p):
+            raise NotFoundError("no event history built: run workbench profile build")
+        return self._ws.lake.snapshot(p)
+
+    def get(self, identity: str, *, policy: str | None = None, events: int = 20) -> Profile:
+        """The unified profile of any identity (``ns:value``; the value is normalized first)."""
+        ws = self._ws
+        pid = ws.identity.lookup(identity)
+        if pid is None:
+            raise NotFoundError(f"no profile for {identity}")
+        return self.by_id(pid, policy=policy, events=events)
+
+    def by_id(self, profile_id: int, *, policy: str | None = None, events: int = 20) -> Profile:
+        """A unified profile by id."""
+        name, _ = self._policy(policy)
+        row = self.table(name).to_table(filter=pads.field("profile_id") == profile_id).to_pylist()
+        if not row:
+            raise NotFoundError(f"no profile {profile_id} in the {name!r} profiles (rebuild them?)")
+        r = row[0]
+        sources = dict(r.pop("sources", None) or {})
+        skip = {"profile_id", "updated_at", "records", "identity_count", "first_seen", "last_seen"}
+        attributes = {k: v for k, v in r.items() if k not in skip and v is not None}
+        idents = self._ws.identity.members(profile_id).to_pylist()
+        evs: list[dict[str, Any]] = []
+        if events and self._ws.lake.exists(self._ws.lake.path(*EVENTS)):
+            t = self.events_table().to_table(filter=pads.field("profile_id") == profile_id)
+            t = t.sort_by([("timestamp", "descending")]).slice(0, events)
+            evs = [{k: v for k, v in e.items() if v is not None} for e in t.to_pylist()]
+        return Profile(profile_id, attributes, sources, idents, evs, [], name)
+
+
+def _chain(first: pa.RecordBatch, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _duck_type_of(eng: Any, view: str, column: str) -> str:
+    t = (
+        eng.query(f"SELECT typeof({ident(column)}) AS t FROM {view} LIMIT 1")
+        .column("t")
+        .to_pylist()
+    )
+    return t[0] if t else "VARCHAR"
+
+
+__all__ = ["Profile", "ProfileBuildStats", "Profiles"]
