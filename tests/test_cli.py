@@ -109,3 +109,26 @@ def test_cli_invalid_schema_lists_problems(tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [["--help"], ["--version"]])
 def test_cli_help(tmp_path: Path, args: list[str]) -> None:
     assert wb(*args, cwd=tmp_path).returncode == 0
+
+
+def test_cli_demo_then_identity_and_profiles(tmp_path: Path) -> None:
+    w = ["-w", str(tmp_path / "ws")]
+    r = wb("demo", "--persons", "1500", "--sample-dir", str(tmp_path / "sample"), *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "crm_customers.csv" in r.stdout and "web_events.parquet" in r.stdout
+    assert "workbench quarantine" in r.stdout
+    r = wb("identity", "build", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "profiles (clusters)" in r.stdout and "links cut" in r.stdout
+    r = wb("profile", "build", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr and "profiles (timestamp)" in r.stdout
+    r = wb("profile", "show", "--identity", "crm_id:C00000001", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "attributes" in r.stdout and "crm_customers" in r.stdout and "recent events" in r.stdout
+    r = wb("identity", "explain", "crm_id:C00000001", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr and "is in profile" in r.stdout
+    r = wb("identity", "evaluate", "--truth", str(tmp_path / "sample" / "truth"), *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "precision" in r.stdout and "persons_fused" in r.stdout
+    r = wb("profile", "show", "--identity", "crm_id:NOBODY", *w, cwd=tmp_path)
+    assert r.returncode == 2 and "no profile for crm_id:NOBODY" in r.stderr
