@@ -75,25 +75,17 @@ def cluster(inp: ClusterInput, describe: list[str] | None = None) -> ClusterResu
     ncomp, comp = connected_components(graph, directed=False)
     comp = comp.astype(np.int64)
 
-    # conflicts: a component holding two values of a unique namespace
-    uniq = inp.ns_unique[inp.ns]
-    keys = comp[uniq] * len(inp.ns_priority) + inp.ns[uniq]
-    ukeys, counts = np.unique(keys, return_counts=True)
-    bad_comps = np.unique(ukeys[counts > 1] // len(inp.ns_priority))
+    # conflicts: a component holding two values of a unique namespace (O(n) counting)
+    bad = np.zeros(ncomp, dtype=bool)
+    for k in np.flatnonzero(inp.ns_unique):
+        bad |= np.bincount(comp[inp.ns == k], minlength=ncomp) > 1
+    bad_comps = np.flatnonzero(bad)
+    # scipy numbers components in the order of their smallest identity, so these labels are
+    # already canonical (deterministic for a given identity order)
     labels = comp.copy()
     reasons: dict[int, str] = {}
     if len(bad_comps):
         _constrained_pass(inp, comp, bad_comps, labels, status, reasons, describe)
-
-    # a canonical label per cluster: its smallest identity index (deterministic)
-    order = np.argsort(labels, kind="stable")
-    sorted_labels = labels[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_labels)) + 1]
-    first = np.minimum.reduceat(order, starts)
-    canon = np.empty(n, dtype=np.int64)
-    sizes = np.diff(np.r_[starts, n])
-    canon[order] = np.repeat(first, sizes)
-    labels = canon
 
     dropped, over = _apply_cap(inp, labels)
     if len(dropped):
@@ -138,58 +130,63 @@ def _constrained_pass(
     link_idx = link_idx[order]
 
     nodes = np.unique(np.concatenate([inp.a[link_idx], inp.b[link_idx]]))
-    parent: dict[int, int] = {int(x): int(x) for x in nodes}
-    unique_vals: dict[int, dict[int, int]] = {}
-    for x in nodes:
-        x = int(x)
-        k = int(inp.ns[x])
-        if inp.ns_unique[k]:
-            unique_vals[x] = {k: x}
+    # compact local ids and plain Python lists: this loop only sees conflicting components
+    la = np.searchsorted(nodes, inp.a[link_idx]).tolist()
+    lb = np.searchsorted(nodes, inp.b[link_idx]).tolist()
+    node_ns = inp.ns[nodes]
+    node_unique = inp.ns_unique[node_ns].tolist()
+    node_ns_l = node_ns.tolist()
+    parent = list(range(len(nodes)))
+    uvals: list[dict[int, int] | None] = [
+        {node_ns_l[x]: x} if node_unique[x] else None for x in range(len(nodes))
+    ]
 
     def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
 
-    for li in link_idx.tolist():
-        ra, rb = find(int(inp.a[li])), find(int(inp.b[li]))
+    for li, x, y in zip(link_idx.tolist(), la, lb, strict=True):
+        ra, rb = find(x), find(y)
         if ra == rb:
             continue
-        ua, ub = unique_vals.get(ra, {}), unique_vals.get(rb, {})
-        clash = next((k for k in ua if k in ub and ua[k] != ub[k]), None)
-        if clash is not None:
-            status[li] = 1
-            if describe is not None:
-                reasons[li] = (
-                    f"would put {describe[ua[clash]]} and {describe[ub[clash]]} in one profile "
-                    f"(unique namespace); stronger or newer links kept them apart"
-                )
-            else:
-                reasons[li] = "would join two values of a unique namespace"
-            continue
-        if len(ua) < len(ub):
-            ra, rb, ua, ub = rb, ra, ub, ua
+        ua, ub = uvals[ra], uvals[rb]
+        if ua is not None and ub is not None:
+            clash = next((k for k in ua if k in ub and ua[k] != ub[k]), None)
+            if clash is not None:
+                status[li] = 1
+                if describe is not None:
+                    reasons[li] = (
+                        f"would put {describe[int(nodes[ua[clash]])]} and {describe[int(nodes[ub[clash]])]} "
+                        f"in one profile (unique namespace); stronger or newer links kept them apart"
+                    )
+                else:
+                    reasons[li] = "would join two values of a unique namespace"
+                continue
+            if len(ua) < len(ub):
+                ra, rb, ua, ub = rb, ra, ub, ua
+            ua.update(ub)
+            uvals[rb] = None
+        elif ub is not None:
+            ra, rb = rb, ra
         parent[rb] = ra
-        if ub:
-            merged = dict(ua)
-            merged.update(ub)
-            unique_vals[ra] = merged
-            unique_vals.pop(rb, None)
-    offset = int(comp.max()) + 1  # re-clustered labels never collide with component labels
-    for x in nodes.tolist():
-        labels[x] = offset + find(x)
+    # re-clustered labels: past every component label, named by the cluster's smallest identity
+    offset = int(comp.max()) + 1
+    roots = [find(x) for x in range(len(nodes))]
+    smallest: dict[int, int] = {}
+    for x, r in enumerate(roots):  # nodes are sorted, so the first seen per root is the smallest
+        smallest.setdefault(r, x)
+    labels[nodes] = offset + nodes[np.array([smallest[r] for r in roots], dtype=np.int64)]
 
 
 def _apply_cap(inp: ClusterInput, labels: np.ndarray) -> tuple[np.ndarray, int]:
     """Identities to drop from clusters above the cap, and how many clusters were above it."""
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    counts = np.bincount(labels)
     over = counts > inp.cap
     if not over.any():
         return np.zeros(0, dtype=np.int64), 0
-    members = np.flatnonzero(over[inverse])
+    members = np.flatnonzero(over[labels])
     # within each over-cap cluster: cookies first, then devices, ..., oldest first
     kind = inp.ns_kind_rank[inp.ns[members]]
     order = np.lexsort((members, inp.last_seen[members], kind, labels[members]))
@@ -197,7 +194,7 @@ def _apply_cap(inp: ClusterInput, labels: np.ndarray) -> tuple[np.ndarray, int]:
     lab = labels[members]
     starts = np.r_[0, np.flatnonzero(np.diff(lab)) + 1]
     pos = np.arange(len(members)) - np.repeat(starts, np.diff(np.r_[starts, len(members)]))
-    excess = counts[inverse[members]] - inp.cap
+    excess = counts[labels[members]] - inp.cap
     dropped = members[pos < excess]
     log.warning(
         "%d clusters above the cap of %d: %d identities dropped",

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from deltalake import write_deltalake
 from scipy.sparse import coo_matrix
@@ -28,6 +29,7 @@ from scipy.sparse.csgraph import connected_components
 
 from workbench.errors import InputError, NotFoundError, WorkbenchError
 from workbench.identity.cluster import KIND_DROP_ORDER, ClusterInput, cluster
+from workbench.identity.stable import assign_profile_ids
 from workbench.lake.sql import ident, lit
 from workbench.schema.model import SchemaClass
 from workbench.schema.namespaces import Namespace
@@ -87,6 +89,7 @@ class IdentityBuildStats:
     new_profiles: int
     merged_profiles: int
     split_profiles: int
+    max_profile_id: int
     rows_scanned: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
@@ -189,65 +192,122 @@ class IdentityGraph:
             f"list_filter([{structs}], {keep}) AS ids FROM {view} {where}"
         )
 
+    def _dataset_bits(self) -> dict[str, int]:
+        """A stable bit per dataset (by creation order) for the ``dataset_mask`` of identities."""
+        ds = sorted(self._ws.catalog.list_datasets(), key=lambda d: (d.created_at, d.name))
+        if len(ds) > 62:
+            raise WorkbenchError("more than 62 datasets: the identity dataset mask needs widening")
+        return {d.name: 1 << i for i, d in enumerate(ds)}
+
+    def _datasets_list_sql(self, mask: str) -> str:
+        """SQL turning a dataset mask into the sorted list of dataset names."""
+        arms = ", ".join(
+            f"CASE WHEN ({mask} & {bit}) <> 0 THEN {lit(name)} END"
+            for name, bit in sorted(self._dataset_bits().items())
+        )
+        return f"list_filter([{arms}], lambda x: x IS NOT NULL)"
+
+    def _dataset_observations_sql(
+        self, view: str, fields: list[tuple[str, Namespace]], tcol: str, where: str, dataset: str
+    ) -> str:
+        """One scan of a dataset: distinct identities per field and the links of each row.
+
+        A row links each identity to its highest-priority identity (a star: connectivity
+        is the same as linking every pair, with fewer links). Everything is aggregated in
+        the same scan with GROUPING SETS, so each dataset is read once.
+        """
+        cleaned = ", ".join(
+            f"CASE WHEN {self._blocked_sql(lit(ns.name), f'CAST({ident(f)} AS VARCHAR)')} THEN NULL "
+            f"ELSE CAST({ident(f)} AS VARCHAR) END AS i{k}"
+            for k, (f, ns) in enumerate(fields)
+        )
+        anchors = []
+        for j in range(1, len(fields)):
+            prev = [f"i{k}" for k in range(j)]
+            anchors.append(f"COALESCE({', '.join(prev)}) AS a{j}" if j > 1 else f"i0 AS a{j}")
+            arms = " ".join(
+                f"WHEN i{k} IS NOT NULL THEN {lit(fields[k][1].name)}" for k in range(j)
+            )
+            anchors.append(f"CASE {arms} END AS an{j}")
+        keys = [f"i{k}" for k in range(len(fields))] + [
+            c for j in range(1, len(fields)) for c in (f"a{j}", f"an{j}")
+        ]
+        sets = [f"(i{k})" for k in range(len(fields))] + [
+            f"(an{j}, a{j}, i{j})" for j in range(1, len(fields))
+        ]
+        base = f"SELECT CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, {cleaned} FROM {view} {where}"
+        src = f"SELECT *{', ' + ', '.join(anchors) if anchors else ''} FROM ({base})"
+        agg = (
+            f"SELECT GROUPING({', '.join(keys)}) AS gid, {', '.join(keys)}, min(ts) AS first_seen, "
+            f"max(ts) AS last_seen, count(*) AS evidence FROM ({src}) GROUP BY GROUPING SETS ({', '.join(sets)})"
+        )
+        nkeys = len(keys)
+
+        def gid(grouped: list[str]) -> int:  # GROUPING(): bit set for each key NOT grouped
+            return sum(1 << (nkeys - 1 - i) for i, k in enumerate(keys) if k not in grouped)
+
+        d = lit(dataset)
+        bit = lit(self._dataset_bits()[dataset])
+        parts = []
+        for k, (_, ns) in enumerate(fields):
+            parts.append(
+                f"SELECT 'i' AS kind, {lit(ns.name)} AS a_ns, i{k} AS a_value, CAST(NULL AS VARCHAR) AS b_ns, CAST(NULL AS VARCHAR) AS b_value, "
+                f"first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask "
+                f"FROM g WHERE gid = {gid([f'i{k}'])} AND i{k} IS NOT NULL"
+            )
+        for j in range(1, len(fields)):
+            parts.append(
+                f"SELECT 'l' AS kind, an{j} AS a_ns, a{j} AS a_value, {lit(fields[j][1].name)} AS b_ns, "
+                f"i{j} AS b_value, first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask FROM g "
+                f"WHERE gid = {gid([f'an{j}', f'a{j}', f'i{j}'])} AND a{j} IS NOT NULL AND i{j} IS NOT NULL"
+            )
+        return f"WITH g AS MATERIALIZED ({agg}) {' UNION ALL '.join(parts)}"
+
     def _extract(self, watermark: dict[str, int]) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
         """New identity and link observations (aggregated) from batches after ``watermark``."""
         ws = self._ws
         eng = ws.engine
-        id_parts, link_parts = [], []
         new_mark: dict[str, int] = dict(watermark)
         rows = 0
-        views = []
+        obs: list[pa.Table] = []
         for name, path, fields, tcol in self._sources():
             view = f"__id_src_{name}"
             eng.register(view, ws.lake.snapshot(path))
-            views.append(view)
-            since = int(watermark.get(name, 0))
-            where = f"WHERE _batch_id > {lit(since)}" if since else ""
-            top = eng.scalar(f"SELECT max(_batch_id) FROM {view}")
-            if top is not None:
-                new_mark[name] = int(top)
-            rows += int(eng.scalar(f"SELECT count(*) FROM {view} {where}") or 0)
-            per_row = self._row_identities_sql(view, fields, tcol, where)
-            d = lit(name)
-            id_parts.append(
-                f"SELECT i.ns AS namespace, i.v AS value, ts, {d} AS dataset "
-                f"FROM (SELECT ts, unnest(ids) AS i FROM ({per_row}))"
-            )
-            link_parts.append(
-                f"SELECT a.ns AS a_ns, a.v AS a_value, b.ns AS b_ns, b.v AS b_value, ts, {d} AS dataset "
-                f"FROM (SELECT ts, ids[1] AS a, unnest(ids[2:]) AS b FROM ({per_row}) WHERE len(ids) >= 2)"
-            )
+            try:
+                since = int(watermark.get(name, 0))
+                where = f"WHERE _batch_id > {lit(since)}" if since else ""
+                stat = eng.query(
+                    f"SELECT max(_batch_id) AS top, count(*) AS n FROM {view} {where}"
+                ).to_pylist()[0]
+                if stat["top"] is not None:
+                    new_mark[name] = max(int(stat["top"]), since)
+                rows += int(stat["n"] or 0)
+                if stat["n"]:
+                    obs.append(
+                        eng.query(self._dataset_observations_sql(view, fields, tcol, where, name))
+                    )
+            finally:
+                eng.unregister(view)
+        if not obs:
+            return _empty_identities(), _empty_links(), 0, new_mark
+        eng.register("__obs", pa.concat_tables(obs))
         try:
-            if not id_parts:
-                empty_i = pa.table(
-                    {
-                        "namespace": pa.array([], pa.string()),
-                        "value": pa.array([], pa.string()),
-                        "first_seen": pa.array([], pa.timestamp("us", tz="UTC")),
-                        "last_seen": pa.array([], pa.timestamp("us", tz="UTC")),
-                        "evidence": pa.array([], pa.int64()),
-                        "datasets": pa.array([], pa.list_(pa.string())),
-                    }
-                )
-                return empty_i, _empty_links(), 0, new_mark
             ids = eng.query(
-                f"SELECT namespace, value, min(ts) AS first_seen, max(ts) AS last_seen, "
-                f"count(*) AS evidence, list(DISTINCT dataset ORDER BY dataset) AS datasets "
-                f"FROM ({' UNION ALL '.join(id_parts)}) GROUP BY namespace, value"
+                "SELECT a_ns AS namespace, a_value AS value, min(first_seen) AS first_seen, "
+                "max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
+                "bit_or(dsmask) AS dataset_mask FROM __obs WHERE kind = 'i' GROUP BY ALL"
             )
             links = eng.query(
                 "SELECT CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_ns ELSE b_ns END AS a_ns, "
                 "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_value ELSE b_value END AS a_value, "
                 "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_ns ELSE a_ns END AS b_ns, "
                 "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_value ELSE a_value END AS b_value, "
-                "min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS evidence, "
-                "arg_max(dataset, ts) AS dataset "
-                f"FROM ({' UNION ALL '.join(link_parts)}) WHERE (a_ns, a_value) <> (b_ns, b_value) "
-                "GROUP BY ALL"
+                "min(first_seen) AS first_seen, max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
+                "arg_max(dataset, last_seen) AS dataset "
+                "FROM __obs WHERE kind = 'l' AND (a_ns, a_value) <> (b_ns, b_value) GROUP BY 1, 2, 3, 4"
             )
         finally:
-            for v in views:
-                eng.unregister(v)
+            eng.unregister("__obs")
         return ids, links, rows, new_mark
 
     # ------------------------------------------------------------------ build
@@ -298,13 +358,13 @@ class IdentityGraph:
             eng.register(
                 "__old_i",
                 prev.select(
-                    ["namespace", "value", "first_seen", "last_seen", "evidence", "datasets"]
+                    ["namespace", "value", "first_seen", "last_seen", "evidence", "dataset_mask"]
                 ),
             )
             eng.register("__new_i", new_ids)
             ids = eng.query(
                 "SELECT namespace, value, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
-                "sum(evidence)::BIGINT AS evidence, list_sort(list_distinct(flatten(list(datasets)))) AS datasets "
+                "sum(evidence)::BIGINT AS evidence, bit_or(dataset_mask) AS dataset_mask "
                 "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY namespace, value"
             )
             old_links = self.links().select(
@@ -372,51 +432,58 @@ class IdentityGraph:
 
         # stable profile ids: keep, merge (older survives), split (largest part keeps it)
         t = time.perf_counter()
-        labels = pa.array(res.labels, pa.int64())
-        status = np.full(ids.num_rows, "active", dtype=object)
-        status[res.dropped] = "dropped_by_cap"
-        eng.register("__lab", pa.table({"iid": ids.column("iid"), "label": labels}))
         if prev is not None:
             eng.register("__prev", prev.select(["namespace", "value", "profile_id"]))
-        else:
-            eng.register(
-                "__prev",
-                pa.table(
-                    {
-                        "namespace": pa.array([], pa.string()),
-                        "value": pa.array([], pa.string()),
-                        "profile_id": pa.array([], pa.int64()),
-                    }
-                ),
+            prev_pid = (
+                eng.query(
+                    "SELECT coalesce(p.profile_id, -1) AS pid FROM __ids i LEFT JOIN __prev p "
+                    "ON p.namespace = i.namespace AND p.value = i.value ORDER BY i.iid"
+                )
+                .column("pid")
+                .to_numpy()
             )
-        assign = eng.query(_STABLE_IDS_SQL)
-        eng.register("__assign", assign)
-        merges = eng.query(
-            "SELECT DISTINCT p.profile_id AS retired_profile_id, a.profile_id "
-            "FROM __lab l JOIN __ids i USING (iid) JOIN __prev p ON p.namespace = i.namespace AND p.value = i.value "
-            "JOIN __assign a ON a.label = l.label WHERE p.profile_id <> a.profile_id "
-            "AND p.profile_id NOT IN (SELECT profile_id FROM __assign)"
+            eng.unregister("__prev")
+        else:
+            prev_pid = np.full(ids.num_rows, -1, dtype=np.int64)
+        last = ws.catalog.last_build("identity")
+        max_prev = (
+            int(last.stats.get("max_profile_id", 0) or 0) if last else 0
+        )  # ids are never reused
+        asg = assign_profile_ids(res.labels, prev_pid, max_prev)
+        dropped = np.zeros(ids.num_rows, dtype=bool)
+        dropped[res.dropped] = True
+        final = ids.select(
+            ["namespace", "value", "first_seen", "last_seen", "evidence", "dataset_mask"]
         )
-        final = eng.query(
-            "SELECT i.namespace, i.value, a.profile_id, i.first_seen, i.last_seen, i.evidence, i.datasets "
-            "FROM __ids i JOIN __lab l USING (iid) JOIN __assign a ON a.label = l.label ORDER BY i.iid"
+        final = final.add_column(2, "profile_id", pa.array(asg.profile_id, pa.int64()))
+        final = final.append_column(
+            "status", pc.if_else(pa.array(dropped), "dropped_by_cap", "active")
         )
-        final = final.append_column("status", pa.array(status, pa.string()))
-        counts = eng.query(
-            "SELECT count(*) FILTER (WHERE kind = 'new') AS new, count(*) FILTER (WHERE kind = 'split') AS split FROM __assign"
-        ).to_pylist()[0]
-        for n in ("__ids", "__lab", "__prev", "__assign", "__ns"):
+        merges = pa.table(
+            {
+                "retired_profile_id": pa.array(asg.retired, pa.int64()),
+                "profile_id": pa.array(asg.survivor, pa.int64()),
+            }
+        )
+        counts = {"new": asg.new, "split": asg.split}
+        for n in ("__ids", "__ns"):
             eng.unregister(n)
         timings["stable_ids"] = time.perf_counter() - t
 
         # write: one new version of each table
         t = time.perf_counter()
-        link_status = np.array(["kept", "cut_unique_namespace", "cut_cap"], dtype=object)[
-            res.link_status
-        ]
-        reasons = [None] * links.num_rows
-        for i, r in res.cut_reason.items():
-            reasons[i] = r
+        link_status = pa.DictionaryArray.from_arrays(
+            pa.array(res.link_status.astype(np.int32)),
+            pa.array(["kept", "cut_unique_namespace", "cut_cap"]),
+        ).cast(pa.string())
+        cut_idx = np.array(sorted(res.cut_reason), dtype=np.int64)
+        cut_mask = np.zeros(links.num_rows, dtype=bool)
+        cut_mask[cut_idx] = True
+        reasons = pc.replace_with_mask(
+            pa.nulls(links.num_rows, pa.string()),
+            pa.array(cut_mask),
+            pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
+        )
         out_links = (
             links.select(
                 [
@@ -430,8 +497,8 @@ class IdentityGraph:
                     "dataset",
                 ]
             )
-            .append_column("status", pa.array(link_status, pa.string()))
-            .append_column("reason", pa.array(reasons, pa.string()))
+            .append_column("status", link_status)
+            .append_column("reason", reasons)
         )
         meta = {"build_id": build_id}
         self._write(IDENTITIES, final, meta)
@@ -464,6 +531,7 @@ class IdentityGraph:
             new_profiles=int(counts["new"]),
             merged_profiles=merges.num_rows,
             split_profiles=int(counts["split"]),
+            max_profile_id=max(max_prev, int(asg.profile_id.max()) if len(asg.profile_id) else 0),
             rows_scanned=rows,
             seconds=round(time.perf_counter() - t0, 3),
             timings={k: round(v, 3) for k, v in timings.items()},
@@ -513,13 +581,19 @@ class IdentityGraph:
         return t.column("profile_id")[0].as_py() if t.num_rows else None
 
     def members(self, profile_id: int) -> pa.Table:
-        """Every identity of a profile with first/last seen and status."""
+        """Every identity of a profile with first/last seen, the datasets it was seen in, status."""
         import pyarrow.dataset as pads
 
         ds = self._ws.lake.snapshot(self._path(IDENTITIES))
-        return ds.to_table(filter=pads.field("profile_id") == profile_id).sort_by(
-            [("namespace", "ascending"), ("value", "ascending")]
-        )
+        t = ds.to_table(filter=pads.field("profile_id") == profile_id)
+        eng = self._ws.engine
+        eng.register("__m", t)
+        try:
+            return eng.query(
+                f"SELECT *, {self._datasets_list_sql('dataset_mask')} AS datasets FROM __m ORDER BY namespace, value"
+            )
+        finally:
+            eng.unregister("__m")
 
     def explain(self, identity: str, other: str | None = None) -> dict[str, Any]:
         """Why an identity is in its profile, and (with ``other``) why two identities are or
@@ -722,36 +796,6 @@ def _prf(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_STABLE_IDS_SQL = """
-WITH prev AS (
-    SELECT l.label, p.profile_id, count(*) AS n
-    FROM __lab l JOIN __ids i USING (iid)
-    JOIN __prev p ON p.namespace = i.namespace AND p.value = i.value
-    GROUP BY ALL
-),
-claims AS (   -- an old id goes to the new cluster holding most of its identities
-    SELECT profile_id, arg_max(label, n * 1e12 - label) AS label FROM prev GROUP BY profile_id
-),
-kept AS (     -- a cluster claiming several old ids keeps the oldest (smallest)
-    SELECT label, min(profile_id) AS profile_id FROM claims GROUP BY label
-),
-labels AS (SELECT DISTINCT label FROM __lab),
-unassigned AS (
-    SELECT l.label, min(x.iid) AS first_iid,
-           bool_or(pr.label IS NOT NULL) AS had_old_id
-    FROM labels l JOIN __lab x USING (label)
-    LEFT JOIN (SELECT DISTINCT label FROM prev) pr USING (label)
-    WHERE l.label NOT IN (SELECT label FROM kept)
-    GROUP BY l.label
-),
-top AS (SELECT coalesce(max(profile_id), 0) AS m FROM __prev)
-SELECT label, profile_id, 'kept' AS kind FROM kept
-UNION ALL
-SELECT label, (SELECT m FROM top) + row_number() OVER (ORDER BY first_iid) AS profile_id,
-       CASE WHEN had_old_id THEN 'split' ELSE 'new' END AS kind
-FROM unassigned
-"""
-
 _EVAL_SQL = """
 WITH r AS (
     SELECT coalesce(profile_id, -row_number() OVER ()) AS pid, profile_id IS NULL AS un, person_id FROM __eval
@@ -786,6 +830,20 @@ class _Describe:
 
 def _epoch_us(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0).to_numpy()
+
+
+def _empty_identities() -> pa.Table:
+    ts = pa.timestamp("us", tz="UTC")
+    return pa.table(
+        {
+            "namespace": pa.array([], pa.string()),
+            "value": pa.array([], pa.string()),
+            "first_seen": pa.array([], ts),
+            "last_seen": pa.array([], ts),
+            "evidence": pa.array([], pa.int64()),
+            "dataset_mask": pa.array([], pa.int64()),
+        }
+    )
 
 
 def _empty_links() -> pa.Table:

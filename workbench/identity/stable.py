@@ -1,0 +1,76 @@
+"""Stable profile ids across builds, vectorized.
+
+Rules, for every new cluster (label) given the profile id each identity had before:
+
+* an old id goes to the new cluster holding most of its identities (ties: smallest label);
+* a cluster claiming several old ids keeps the oldest (smallest) and the others retire,
+  pointing to it (a merge);
+* a cluster claiming none gets a new id: ``split`` when some of its identities had an old
+  id (that went elsewhere), ``new`` otherwise; new ids are numbered in the order of each
+  cluster's first identity, after the largest id ever given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Assignment:
+    """Profile id per identity, and what changed."""
+
+    profile_id: np.ndarray  # int64 per identity
+    retired: np.ndarray  # old ids merged away
+    survivor: np.ndarray  # the id each retired id now points to
+    new: int
+    split: int
+
+
+def assign_profile_ids(labels: np.ndarray, prev_pid: np.ndarray, max_prev: int = 0) -> Assignment:
+    """Assign ids to clusters.
+
+    Args:
+        labels: cluster label per identity (any non-negative ints).
+        prev_pid: the identity's profile id in the previous build, ``-1`` when new.
+        max_prev: the largest profile id ever given (new ids start after it).
+    """
+    n = len(labels)
+    ulabels, first_idx, inv = np.unique(labels, return_index=True, return_inverse=True)
+    nl = len(ulabels)
+    had = prev_pid >= 0
+    # (label, old id) pairs with counts
+    pl, pp = inv[had], prev_pid[had]
+    if len(pp):
+        key = np.stack([pp, pl])
+        pairs, counts = np.unique(key, axis=1, return_counts=True)
+        pid_of_pair, lab_of_pair = pairs[0], pairs[1]
+        # each old id -> the label holding most of it (ties: smallest label)
+        order = np.lexsort((lab_of_pair, -counts, pid_of_pair))
+        pid_s, lab_s = pid_of_pair[order], lab_of_pair[order]
+        firsts = np.r_[True, pid_s[1:] != pid_s[:-1]]
+        claim_pid, claim_lab = pid_s[firsts], lab_s[firsts]
+        # each label keeps the smallest id it claims
+        kept = np.full(nl, -1, dtype=np.int64)
+        o2 = np.lexsort((claim_pid, claim_lab))
+        cl, cp = claim_lab[o2], claim_pid[o2]
+        f2 = np.r_[True, cl[1:] != cl[:-1]]
+        kept[cl[f2]] = cp[f2]
+        retired_mask = kept[claim_lab] != claim_pid
+        retired, survivor = claim_pid[retired_mask], kept[claim_lab[retired_mask]]
+        label_had_old = np.zeros(nl, dtype=bool)
+        label_had_old[pl] = True
+    else:
+        kept = np.full(nl, -1, dtype=np.int64)
+        retired = survivor = np.zeros(0, dtype=np.int64)
+        label_had_old = np.zeros(nl, dtype=bool)
+    fresh = np.flatnonzero(kept < 0)
+    fresh = fresh[np.argsort(first_idx[fresh], kind="stable")]
+    start = max(int(max_prev), int(prev_pid.max()) if n and had.any() else 0)
+    kept[fresh] = start + 1 + np.arange(len(fresh), dtype=np.int64)
+    split = int(label_had_old[fresh].sum())
+    return Assignment(kept[inv], retired, survivor, len(fresh) - split, split)
+
+
+__all__ = ["Assignment", "assign_profile_ids"]
