@@ -43,9 +43,9 @@ def assign_profile_ids(labels: np.ndarray, prev_pid: np.ndarray, max_prev: int =
     # (label, old id) pairs with counts
     pl, pp = inv[had], prev_pid[had]
     if len(pp):
-        key = np.stack([pp, pl])
-        pairs, counts = np.unique(key, axis=1, return_counts=True)
-        pid_of_pair, lab_of_pair = pairs[0], pairs[1]
+        key = pp.astype(np.int64) * nl + pl  # one int64 per (old id, label) pair
+        ukey, counts = np.unique(key, return_counts=True)
+        pid_of_pair, lab_of_pair = ukey // nl, ukey % nl
         # each old id -> the label holding most of it (ties: smallest label)
         order = np.lexsort((lab_of_pair, -counts, pid_of_pair))
         pid_s, lab_s = pid_of_pair[order], lab_of_pair[order]

@@ -1,7 +1,8 @@
 """Which profile each row of a profile-enabled dataset belongs to.
 
-A row goes to the profile of its highest-priority identity that is in the graph (a web
-event with a crm_id goes to that customer even when its cookie went elsewhere). Rows with
+A record of a profile dataset belongs to the profile of its primary identity. An event goes
+to the profile of its highest-priority identity that is in the graph (a web event with a
+crm_id goes to that customer even when its cookie went elsewhere). Rows with
 no known identity (anonymous orders) get no profile and are counted as not attributable.
 """
 
@@ -31,12 +32,17 @@ def row_profiles_sql(ws: Workspace) -> Iterator[tuple[str, str, str, str]]:
     """
     for name, path, fields, _ in ws.identity._sources():
         view = f"__rows_{name}"
+        sch = ws.catalog.get_schema(ws.catalog.get_dataset(name).schema_name)
+        primary = sch.primary_identity
+        if primary is not None:  # a record belongs to the entity of its primary identity
+            fields = [(f, ns) for f, ns in fields if f == primary.name] or fields
         joins, picks = [], []
         for k, (f, ns) in enumerate(fields):  # highest priority first
-            joins.append(
-                f"LEFT JOIN {IDENTITY_VIEW} AS i{k} ON i{k}.namespace = {lit(ns.name)} "
-                f"AND i{k}.value = CAST(d.{ident(f)} AS VARCHAR) AND i{k}.status = 'active'"
+            side = (
+                f"(SELECT value, profile_id FROM {IDENTITY_VIEW} "
+                f"WHERE namespace = {lit(ns.name)} AND status = 'active')"
             )
+            joins.append(f"LEFT JOIN {side} AS i{k} ON i{k}.value = CAST(d.{ident(f)} AS VARCHAR)")
             picks.append(f"i{k}.profile_id")
         pid = f"COALESCE({', '.join(picks)})" if len(picks) > 1 else picks[0]
         yield (

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, write_deltalake
 
@@ -185,29 +186,37 @@ class Profiles:
                 for a in names
             ]
             selects.append(
-                f"SELECT profile_id, {lit(ds)} AS __ds, updated_at AS __ts, _batch_id AS __b, _row AS __r, "
+                f"SELECT profile_id, {lit(ds)} AS __ds, {lit(len(selects))} AS __dsi, "
+                f"updated_at AS __ts, _batch_id AS __b, _row AS __r, "
                 f"{', '.join(cols)} FROM ({sql}) WHERE profile_id IS NOT NULL"
             )
         if pol["type"] == "dataset_precedence":
             order = list(pol.get("datasets") or [])
             rank = " ".join(f"WHEN {lit(d)} THEN {len(order) - i}" for i, d in enumerate(order))
-            key = f"struct_pack(p := CASE __ds {rank} ELSE 0 END, t := __ts, b := __b, r := __r)"
+            sort = f"CASE __ds {rank} ELSE 0 END, __ts, __b, __r"
         else:
-            key = "struct_pack(t := __ts, b := __b, r := __r)"
+            sort = "__ts, __b, __r"
+        # one integer per fragment, in policy order: arg_max over an integer is cheap
+        key = "__k"
+        # __k encodes the fragment's rank and its dataset (low bits): the winning key of an
+        # attribute gives its value (arg_max) and, cheaply, the dataset it came from (max)
+        ds_index = {ds: i for i, (ds, _, _) in enumerate(parts)}
         aggs = []
         for a in names:
             q = ident(a)
-            aggs.append(f"arg_max({q}, {key}) FILTER (WHERE {q} IS NOT NULL) AS {q}")
-            aggs.append(
-                f"arg_max(__ds, {key}) FILTER (WHERE {q} IS NOT NULL) AS {ident('__src_' + a)}"
-            )
+            k_if = f"CASE WHEN {q} IS NOT NULL THEN {key} END"
+            aggs.append(f"arg_max({q}, {k_if}) AS {q}")
+            aggs.append(f"max({k_if}) % 64 AS {ident('__src_' + a)}")
+        ds_names = ", ".join(lit(ds) for ds in ds_index)
         entries = ", ".join(
-            f"struct_pack(k := {lit(a)}, v := {ident('__src_' + a)})" for a in names
+            f"{ident(a)} := CASE WHEN m.{ident(a)} IS NOT NULL THEN [{ds_names}][m.{ident('__src_' + a)} + 1] END"
+            for a in names
         )
         merged = (
             (
                 f"SELECT profile_id, {', '.join(aggs)}, max(__ts) AS updated_at, count(*) AS records "
-                f"FROM ({' UNION ALL '.join(selects)}) GROUP BY profile_id"
+                f"FROM (SELECT *, row_number() OVER (ORDER BY {sort}) * 64 + __dsi AS __k "
+                f"FROM ({' UNION ALL '.join(selects)})) GROUP BY profile_id"
             )
             if selects
             else "SELECT NULL::BIGINT AS profile_id WHERE false"
@@ -218,11 +227,7 @@ class Profiles:
             f"SELECT profile_id, count(*) AS identity_count, min(first_seen) AS first_seen, "
             f"max(last_seen) AS last_seen FROM {IDENTITY_VIEW} GROUP BY profile_id) "
             f"SELECT ids.profile_id, {cols + ', ' if cols else ''}"
-            + (
-                f"map_from_entries(list_filter([{entries}], lambda e: e.v IS NOT NULL)) AS sources, "
-                if names
-                else ""
-            )
+            + (f"struct_pack({entries}) AS sources, " if names else "")
             + "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, ids.first_seen, ids.last_seen "
             "FROM ids LEFT JOIN m USING (profile_id) ORDER BY ids.profile_id"
         )
@@ -240,33 +245,63 @@ class Profiles:
         return int(pa.compute.sum(pa.compute.greater(table.column("records"), 0)).as_py() or 0)
 
     def _build_events(self, build_id: int, parts: list[tuple[str, str]]) -> tuple[int, int]:
+        """Stream every event with its profile into the event history, in one pass; rows
+        with no known identity are counted (not attributable) and left out."""
         eng = self._ws.engine
         if not parts:
             return 0, 0
-        selects, counts = [], []
-        for ds, sql in parts:
-            selects.append(
-                f"SELECT profile_id, {lit(ds)} AS dataset, * EXCLUDE (profile_id, _ingested_at) "
-                f"FROM ({sql}) WHERE profile_id IS NOT NULL"
-            )
-            counts.append(f"SELECT count(*) FILTER (WHERE profile_id IS NULL) AS n FROM ({sql})")
-        unattributed = int(eng.scalar(f"SELECT sum(n) FROM ({' UNION ALL '.join(counts)})") or 0)
-        union = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
+        # the history is an index: who, when, what, and where the full event row lives
+        # (dataset, batch, row); details are read from the dataset when they are needed
+        selects = [
+            f"SELECT profile_id, {lit(ds)} AS dataset, CAST(timestamp AS TIMESTAMPTZ) AS timestamp, "
+            f"CAST(event_type AS VARCHAR) AS event_type, _batch_id, _row FROM ({sql})"
+            for ds, sql in parts
+        ]
+        union = " UNION ALL ".join(f"({s})" for s in selects)
         batches = eng.stream(f"SELECT * FROM ({union})")
         first = next(batches, None)
         if first is None:
-            return 0, unattributed
-        n = [0]
+            return 0, 0
+        kept, dropped = [0], [0]
 
-        def counted() -> Iterator[pa.RecordBatch]:
+        def attributed() -> Iterator[pa.RecordBatch]:
             for b in _chain(first, batches):
-                n[0] += b.num_rows
-                yield b
+                ok = pc.is_valid(b.column("profile_id"))
+                good = b if ok.false_count == 0 else b.filter(ok)
+                dropped[0] += b.num_rows - good.num_rows
+                kept[0] += good.num_rows
+                yield good
 
         self._ws.lake.overwrite_stream(
-            self._ws.lake.path(*EVENTS), counted(), first.schema, {"build_id": build_id}
+            self._ws.lake.path(*EVENTS), attributed(), first.schema, {"build_id": build_id}
         )
-        return n[0], unattributed
+        return kept[0], dropped[0]
+
+    def _event_details(self, index: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The full rows of a few indexed events, read back from their datasets."""
+        out = []
+        by_ds: dict[str, list[dict[str, Any]]] = {}
+        for e in index:
+            by_ds.setdefault(e["dataset"], []).append(e)
+        rows: dict[tuple[str, int, int], dict[str, Any]] = {}
+        for ds, evs in by_ds.items():
+            snap = self._ws.datasets.snapshot(ds)
+            flt = None
+            for e in evs:
+                f = (pads.field("_batch_id") == e["_batch_id"]) & (pads.field("_row") == e["_row"])
+                flt = f if flt is None else flt | f
+            for r in snap.to_table(filter=flt).to_pylist():
+                rows[(ds, r["_batch_id"], r["_row"])] = r
+        for e in index:
+            full = rows.get((e["dataset"], e["_batch_id"], e["_row"]), {})
+            merged = {
+                "dataset": e["dataset"],
+                **full,
+                "timestamp": e["timestamp"],
+                "event_type": e["event_type"],
+            }
+            out.append({k: v for k, v in merged.items() if v is not None and k != "_ingested_at"})
+        return out
 
     # ------------------------------------------------------------------ read
     def table(self, policy: str | None = None) -> pads.Dataset:
@@ -301,15 +336,15 @@ class Profiles:
         if not row:
             raise NotFoundError(f"no profile {profile_id} in the {name!r} profiles (rebuild them?)")
         r = row[0]
-        sources = dict(r.pop("sources", None) or {})
+        sources = {k: v for k, v in (r.pop("sources", None) or {}).items() if v is not None}
         skip = {"profile_id", "updated_at", "records", "identity_count", "first_seen", "last_seen"}
         attributes = {k: v for k, v in r.items() if k not in skip and v is not None}
         idents = self._ws.identity.members(profile_id).to_pylist()
         evs: list[dict[str, Any]] = []
         if events and self._ws.lake.exists(self._ws.lake.path(*EVENTS)):
             t = self.events_table().to_table(filter=pads.field("profile_id") == profile_id)
-            t = t.sort_by([("timestamp", "descending")]).slice(0, events)
-            evs = [{k: v for k, v in e.items() if v is not None} for e in t.to_pylist()]
+            t = t.sort_by([("timestamp", "descending"), ("dataset", "ascending")]).slice(0, events)
+            evs = self._event_details(t.to_pylist())
         return Profile(profile_id, attributes, sources, idents, evs, [], name)
 
 
