@@ -19,12 +19,23 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument(
         "--baseline-rows", type=int, default=200_000, help="rows per file for the (slow) baseline"
     )
+    idb = sub.add_parser(
+        "identity",
+        parents=[common],
+        help="identity + profile builds, clustering vs networkx/splink",
+    )
+    idb.add_argument("--persons", type=int, default=1_000_000)
+    idb.add_argument("--no-baselines", action="store_true")
     gen = sub.add_parser("generate", parents=[common], help="time the sample generator")
     gen.add_argument("--persons", type=int, default=1_000_000)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING)
     what = a.what or "ingest"
-    if what == "generate":
+    if what == "identity":
+        from bench.identity import run as run_id
+
+        rep = run_id(a.persons, baselines=not a.no_baselines)
+    elif what == "generate":
         from bench.generate import run as run_gen
 
         rep = run_gen(a.persons)

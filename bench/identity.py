@@ -1,0 +1,156 @@
+"""Identity and profile builds at scale, and the clustering step against networkx and
+splink on the same links, in the same run.
+
+    python -m bench identity --persons 1000000
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from bench.common import Report, peak_rss_mb
+from bench.common_ws import ingested_workspace
+from workbench import Workspace
+from workbench.identity.cluster import KIND_DROP_ORDER, ClusterInput, cluster
+
+log = logging.getLogger(__name__)
+
+
+def _links_as_ints(ws: Workspace) -> tuple[ClusterInput, pa.Table]:
+    """The built graph's identities and links as the integer arrays the clustering takes."""
+    eng = ws.engine
+    nss = ws.catalog.namespaces()
+    eng.register("__i", ws.identity.identities())
+    eng.register("__l", ws.identity.links())
+    eng.register(
+        "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
+    )
+    ids = eng.query(
+        "SELECT n.ns_idx, epoch_us(last_seen) AS ls, namespace, value, "
+        "row_number() OVER (ORDER BY namespace, value) - 1 AS iid FROM __i JOIN __ns n USING (namespace) ORDER BY iid"
+    )
+    eng.register("__ii", ids)
+    links = eng.query(
+        "SELECT x.iid AS a, y.iid AS b, epoch_us(l.last_seen) AS ls FROM __l l "
+        "JOIN __ii x ON x.namespace = l.a_ns AND x.value = l.a_value "
+        "JOIN __ii y ON y.namespace = l.b_ns AND y.value = l.b_value"
+    )
+    for n in ("__i", "__l", "__ns", "__ii"):
+        eng.unregister(n)
+    inp = ClusterInput(
+        n=ids.num_rows,
+        ns=ids.column("ns_idx").to_numpy().astype(np.int32),
+        last_seen=ids.column("ls").to_numpy(),
+        a=links.column("a").to_numpy(),
+        b=links.column("b").to_numpy(),
+        link_seen=links.column("ls").to_numpy(),
+        ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
+        ns_unique=np.array([n.unique for n in nss], dtype=bool),
+        ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
+        cap=ws.settings.identity_cap,
+    )
+    return inp, links
+
+
+def _networkx(inp: ClusterInput) -> tuple[float, int]:
+    import networkx as nx
+
+    t0 = time.perf_counter()
+    g = nx.Graph()
+    g.add_nodes_from(range(inp.n))
+    g.add_edges_from(zip(inp.a.tolist(), inp.b.tolist(), strict=True))
+    n = sum(1 for _ in nx.connected_components(g))
+    return time.perf_counter() - t0, n
+
+
+def _splink(inp: ClusterInput) -> tuple[float, int]:
+    from splink import DuckDBAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    nodes = pa.table({"unique_id": np.arange(inp.n, dtype=np.int64)})
+    edges = pa.table({"unique_id_l": inp.a, "unique_id_r": inp.b})
+    db = DuckDBAPI()
+    t0 = time.perf_counter()
+    res = cluster_pairwise_predictions_at_threshold(
+        nodes.to_pandas(), edges.to_pandas(), db, node_id_column_name="unique_id"
+    )
+    n = int(res.as_duckdbpyrelation().aggregate("count(DISTINCT cluster_id)").fetchall()[0][0])
+    return time.perf_counter() - t0, n
+
+
+def run(persons: int, seed: int = 42, baselines: bool = True) -> Report:
+    """Identity build, profile build, and the clustering step against the baselines."""
+    path = ingested_workspace(persons, seed)
+    rep = Report("identity", {"persons": persons})
+    ws = Workspace.open(path)
+    st = ws.identity.build(full=True)
+    rep.add(
+        step="identity build (read, link, cluster, write)",
+        seconds=st.seconds,
+        detail=st.timings,
+        identities=st.identities,
+        links=st.links,
+        profiles=st.profiles,
+        links_cut=st.links_cut,
+        bar="<= 10 s",
+    )
+    ps = ws.profiles.build()
+    rep.add(
+        step="profile build (merge policy + event history)",
+        seconds=ps.seconds,
+        detail=ps.timings,
+        profiles=ps.profiles,
+        events=ps.events,
+        bar="<= 10 s",
+    )
+    rep.add(step="peak memory so far (MB)", seconds=None, detail=round(peak_rss_mb()))
+    inp, _ = _links_as_ints(ws)
+    gc.collect()
+    t0 = time.perf_counter()
+    res = cluster(inp)
+    ours = time.perf_counter() - t0
+    rep.add(
+        step="clustering: workbench (components + guardrails)",
+        seconds=round(ours, 2),
+        detail=f"{len(np.unique(res.labels)):,} clusters, {res.links_cut:,} links cut",
+        links=len(inp.a),
+    )
+    if baselines:
+        secs, n = _splink(inp)
+        rep.add(
+            step="clustering: splink cluster_pairwise_predictions_at_threshold (DuckDB)",
+            seconds=round(secs, 2),
+            detail=f"{n:,} clusters (no guardrails)",
+            speedup=round(secs / ours, 1),
+        )
+        gc.collect()
+        secs, n = _networkx(inp)
+        rep.add(
+            step="clustering: networkx connected_components",
+            seconds=round(secs, 2),
+            detail=f"{n:,} clusters (no guardrails)",
+            speedup=round(secs / ours, 1),
+        )
+    d = ingested_sample_truth(persons, seed)
+    q = ws.identity.evaluate(d)
+    rep.add(step="quality vs ground truth (identities)", seconds=None, detail=_q(q["identities"]))
+    rep.add(step="quality vs ground truth (rows)", seconds=None, detail=_q(q["rows"]))
+    ws.close()
+    return rep
+
+
+def ingested_sample_truth(persons: int, seed: int) -> Any:
+    from bench.common import sample_dir
+
+    return sample_dir(persons, seed) / "truth"
+
+
+def _q(m: dict[str, Any]) -> str:
+    keys = ("precision", "recall", "f1", "persons_fused", "profiles_fused", "true_clusters_split")
+    return ", ".join(f"{k}={m[k]}" for k in keys if k in m)
