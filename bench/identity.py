@@ -152,5 +152,13 @@ def ingested_sample_truth(persons: int, seed: int) -> Any:
 
 
 def _q(m: dict[str, Any]) -> str:
-    keys = ("precision", "recall", "f1", "persons_fused", "profiles_fused", "true_clusters_split")
+    keys = (
+        "precision",
+        "recall",
+        "f1",
+        "persons_fused",
+        "profiles_fused",
+        "profiles_fused_via",
+        "true_clusters_split",
+    )
     return ", ".join(f"{k}={m[k]}" for k in keys if k in m)

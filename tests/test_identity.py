@@ -335,6 +335,7 @@ def test_quality_on_the_sample(tmp_path) -> None:  # type: ignore[no-untyped-def
     q = m["identities"]
     assert q["precision"] >= 0.99 and q["recall"] >= 0.99, q
     assert q["persons_fused"] == 0 and q["profiles_fused"] == 0
+    assert q["profiles_fused_via"].get("ecid", 0) == 0
     assert m["rows"]["precision"] >= 0.99
     # the shared-device trap: no household's two customers end up in one profile
     persons = pq.read_table(d / "truth" / "persons.parquet").to_pandas().set_index("person_id")

@@ -638,7 +638,8 @@ def _parse_time(value: str) -> dt.datetime:
 @click.option("--fresh/--keep", default=True, show_default=True, help="Start from a new workspace.")
 @_workspace_option
 def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path) -> None:
-    """Generate the sample brand, create a workspace, register everything and ingest it."""
+    """Generate the sample brand, create a workspace, ingest it all, stitch identities and
+    build profiles."""
     import shutil
 
     from workbench.sample import SampleManifest
@@ -698,6 +699,24 @@ def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path
         highlight=False,
     )
     console.print(f"  all batches:   workbench batches -w {workspace}", highlight=False)
+    with console.status("stitching identities and building profiles..."):
+        st = ws.identity.build()
+        ps = ws.profiles.build()
+    console.print(
+        f"identity graph: {st.identities:,} identities, {st.links:,} links -> {st.profiles:,} profiles "
+        f"(largest {st.largest_profile}), {st.links_cut:,} links cut by guardrails, {st.seconds:.1f}s",
+        highlight=False,
+    )
+    console.print(
+        f"profiles ({ps.policy}): {ps.profiles_with_attributes:,} with CRM/loyalty attributes; event history "
+        f"{ps.events:,} events, {ps.events_not_attributable:,} anonymous (not attributable); {ps.seconds:.1f}s",
+        highlight=False,
+    )
+    console.print(
+        f"try: workbench profile show --identity crm_id:C00000001 -w {workspace}\n"
+        f"     workbench identity evaluate --truth {sample_dir / 'truth'} -w {workspace}",
+        highlight=False,
+    )
     if len(results) != sum(len(d.files) for d in SAMPLE_DATASETS):
         sys.exit(2)
 

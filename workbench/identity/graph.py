@@ -769,12 +769,19 @@ class IdentityGraph:
             shared = eng.query("SELECT count(*) AS n FROM __ip WHERE persons > 1").to_pylist()[0][
                 "n"
             ]
+            # which kind of shared identity carried each fusion (a shared cookie = the device trap)
+            via = eng.query(
+                "WITH f AS (SELECT profile_id FROM __ipc GROUP BY 1 HAVING count(DISTINCT person_id) > 1) "
+                "SELECT s.namespace, count(DISTINCT s.profile_id) AS n FROM __ip s JOIN f USING (profile_id) "
+                "WHERE s.persons > 1 GROUP BY 1 ORDER BY 1"
+            ).to_pylist()
         finally:
             for name in ("__ip", "__links_all", "__ipc", "__grp", "__eval_ids"):
                 eng.unregister(name)
         res["identities_shared_by_persons"] = int(shared)
         res["profiles_fused"] = int(fused["profiles"])
         res["persons_fused"] = int(fused["persons"])
+        res["profiles_fused_via"] = {r["namespace"]: int(r["n"]) for r in via}
         return res
 
 

@@ -90,6 +90,9 @@ class DuckDBEngine(Engine):
         )
         self._lock = threading.RLock()
         self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute(
+            "SET enable_progress_bar = false"
+        )  # no progress bars in logs and notebooks
         n = threads or int(os.environ.get("WORKBENCH_THREADS", "0")) or os.cpu_count() or 2
         self._con.execute(f"SET threads = {int(n)}")
         if memory_limit:
