@@ -17,45 +17,9 @@ import pyarrow as pa
 from bench.common import Report, peak_rss_mb
 from bench.common_ws import ingested_workspace
 from workbench import Workspace
-from workbench.identity.cluster import KIND_DROP_ORDER, ClusterInput, cluster
+from workbench.identity.cluster import ClusterInput, cluster
 
 log = logging.getLogger(__name__)
-
-
-def _links_as_ints(ws: Workspace) -> tuple[ClusterInput, pa.Table]:
-    """The built graph's identities and links as the integer arrays the clustering takes."""
-    eng = ws.engine
-    nss = ws.catalog.namespaces()
-    eng.register("__i", ws.identity.identities())
-    eng.register("__l", ws.identity.links())
-    eng.register(
-        "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
-    )
-    ids = eng.query(
-        "SELECT n.ns_idx, epoch_us(last_seen) AS ls, namespace, value, "
-        "row_number() OVER (ORDER BY namespace, value) - 1 AS iid FROM __i JOIN __ns n USING (namespace) ORDER BY iid"
-    )
-    eng.register("__ii", ids)
-    links = eng.query(
-        "SELECT x.iid AS a, y.iid AS b, epoch_us(l.last_seen) AS ls FROM __l l "
-        "JOIN __ii x ON x.namespace = l.a_ns AND x.value = l.a_value "
-        "JOIN __ii y ON y.namespace = l.b_ns AND y.value = l.b_value"
-    )
-    for n in ("__i", "__l", "__ns", "__ii"):
-        eng.unregister(n)
-    inp = ClusterInput(
-        n=ids.num_rows,
-        ns=ids.column("ns_idx").to_numpy().astype(np.int32),
-        last_seen=ids.column("ls").to_numpy(),
-        a=links.column("a").to_numpy(),
-        b=links.column("b").to_numpy(),
-        link_seen=links.column("ls").to_numpy(),
-        ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
-        ns_unique=np.array([n.unique for n in nss], dtype=bool),
-        ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
-        cap=ws.settings.identity_cap,
-    )
-    return inp, links
 
 
 def _networkx(inp: ClusterInput) -> tuple[float, int]:
@@ -110,7 +74,7 @@ def run(persons: int, seed: int = 42, baselines: bool = True) -> Report:
         bar="<= 10 s",
     )
     rep.add(step="peak memory so far (MB)", seconds=None, detail=round(peak_rss_mb()))
-    inp, _ = _links_as_ints(ws)
+    inp = ws.identity.cluster_input()
     gc.collect()
     t0 = time.perf_counter()
     res = cluster(inp)

@@ -394,44 +394,16 @@ class IdentityGraph:
 
         # dense integer ids, namespace indexes, arrays for the clustering
         t = time.perf_counter()
-        nss = ws.catalog.namespaces()
-        eng.register("__ids", ids)
-        eng.register("__links", links)
-        eng.register(
-            "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
-        )
-        ids = eng.query(
-            "SELECT i.*, n.ns_idx, (row_number() OVER (ORDER BY i.namespace, i.value) - 1)::BIGINT AS iid "
-            "FROM __ids i JOIN __ns n USING (namespace) ORDER BY iid"
-        )
-        eng.register("__ids", ids)
-        links = eng.query(
-            "SELECT l.*, x.iid AS a, y.iid AS b FROM __links l "
-            "JOIN __ids x ON x.namespace = l.a_ns AND x.value = l.a_value "
-            "JOIN __ids y ON y.namespace = l.b_ns AND y.value = l.b_value ORDER BY a, b"
-        )
-        eng.unregister("__links")
+        ids, links, inp = self._index(ids, links)
         timings["index"] = time.perf_counter() - t
-
         t = time.perf_counter()
-        inp = ClusterInput(
-            n=ids.num_rows,
-            ns=ids.column("ns_idx").to_numpy().astype(np.int32),
-            last_seen=_epoch_us(ids.column("last_seen")),
-            a=links.column("a").to_numpy(),
-            b=links.column("b").to_numpy(),
-            link_seen=_epoch_us(links.column("last_seen")),
-            ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
-            ns_unique=np.array([n.unique for n in nss], dtype=bool),
-            ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
-            cap=ws.settings.identity_cap,
-        )
         describe = _Describe(ids)
         res = cluster(inp, describe)  # type: ignore[arg-type]
         timings["cluster"] = time.perf_counter() - t
 
         # stable profile ids: keep, merge (older survives), split (largest part keeps it)
         t = time.perf_counter()
+        eng.register("__ids", ids)
         if prev is not None:
             eng.register("__prev", prev.select(["namespace", "value", "profile_id"]))
             prev_pid = (
@@ -466,8 +438,7 @@ class IdentityGraph:
             }
         )
         counts = {"new": asg.new, "split": asg.split}
-        for n in ("__ids", "__ns"):
-            eng.unregister(n)
+        eng.unregister("__ids")
         timings["stable_ids"] = time.perf_counter() - t
 
         # write: one new version of each table
@@ -539,6 +510,49 @@ class IdentityGraph:
         ws.catalog.finish_build(build_id, status="success", watermark=mark, stats=stats.to_dict())
         log.info("identity build %d: %s", build_id, stats)
         return stats
+
+    def _index(self, ids: pa.Table, links: pa.Table) -> tuple[pa.Table, pa.Table, ClusterInput]:
+        """Dense integer ids (ordered by namespace and value: deterministic), links as pairs
+        of them, and the arrays the clustering takes."""
+        ws = self._ws
+        eng = ws.engine
+        nss = ws.catalog.namespaces()
+        eng.register("__ids0", ids)
+        eng.register("__links0", links)
+        eng.register(
+            "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
+        )
+        try:
+            ids = eng.query(
+                "SELECT i.*, n.ns_idx, (row_number() OVER (ORDER BY i.namespace, i.value) - 1)::BIGINT AS iid "
+                "FROM __ids0 i JOIN __ns n USING (namespace) ORDER BY iid"
+            )
+            eng.register("__ids0", ids)
+            links = eng.query(
+                "SELECT l.*, x.iid AS a, y.iid AS b FROM __links0 l "
+                "JOIN __ids0 x ON x.namespace = l.a_ns AND x.value = l.a_value "
+                "JOIN __ids0 y ON y.namespace = l.b_ns AND y.value = l.b_value ORDER BY a, b"
+            )
+        finally:
+            for n in ("__ids0", "__links0", "__ns"):
+                eng.unregister(n)
+        inp = ClusterInput(
+            n=ids.num_rows,
+            ns=ids.column("ns_idx").to_numpy().astype(np.int32),
+            last_seen=_epoch_us(ids.column("last_seen")),
+            a=links.column("a").to_numpy(),
+            b=links.column("b").to_numpy(),
+            link_seen=_epoch_us(links.column("last_seen")),
+            ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
+            ns_unique=np.array([n.unique for n in nss], dtype=bool),
+            ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
+            cap=ws.settings.identity_cap,
+        )
+        return ids, links, inp
+
+    def cluster_input(self) -> ClusterInput:
+        """The latest graph's identities and links as clustering arrays (benchmarks, tests)."""
+        return self._index(self.identities(), self.links())[2]
 
     def _write(self, parts: tuple[str, str], table: pa.Table, meta: dict[str, Any]) -> None:
         from deltalake import CommitProperties
@@ -909,6 +923,5 @@ __all__ = [
     "DEFAULT_BLOCKED",
     "IdentityBuildStats",
     "IdentityGraph",
-    "WorkbenchError",
     "parse_identity",
 ]

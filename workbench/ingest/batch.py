@@ -20,8 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from workbench.errors import BatchFailedError, DuplicateBatchError, InputError, 
 from workbench.ingest.sources import ROW_COLUMN, SourceData, read_source
 from workbench.ingest.validate import ROW, SRC, arrow_schema, compile_plan
 from workbench.lake.delta import StagedWrite
+from workbench.lake.pipe import pipe
 from workbench.schema.model import Schema
 
 if TYPE_CHECKING:
@@ -364,41 +363,23 @@ def _pipeline(
     of accepted rows.
     """
     names = target.names
-    todo: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=4)
-    errors: list[BaseException] = []
-    accepted = [0]
 
-    def writer() -> None:
-        try:
-            while (b := todo.get()) is not None:
-                ok = b.column("__ok")
-                if ok.null_count == 0 and pc.all(ok).as_py():
-                    good = b.select(names)
-                else:
-                    good = b.filter(ok).select(names)
-                    bad = b.filter(pc.invert(ok))
-                    keep = [c for c in bad.schema.names if c.startswith("__r") or c == "_row"]
-                    rejected_parts.append(bad.select(keep))
-                accepted[0] += good.num_rows
-                staged.write(good.cast(target))
-        except BaseException as e:  # handed to the producer, which re-raises
-            errors.append(e)
-            while todo.get() is not None:  # drain so the producer never blocks
-                pass
+    def write(feed: Iterator[pa.RecordBatch]) -> int:
+        accepted = 0
+        for b in feed:
+            ok = b.column("__ok")
+            if ok.null_count == 0 and pc.all(ok).as_py():
+                good = b.select(names)
+            else:
+                good = b.filter(ok).select(names)
+                bad = b.filter(pc.invert(ok))
+                keep = [c for c in bad.schema.names if c.startswith("__r") or c == "_row"]
+                rejected_parts.append(bad.select(keep))
+            accepted += good.num_rows
+            staged.write(good.cast(target))
+        return accepted
 
-    t = threading.Thread(target=writer, name="ingest-writer", daemon=True)
-    t.start()
-    try:
-        for b in batches:
-            if errors:
-                break
-            todo.put(b)
-    finally:
-        todo.put(None)
-        t.join()
-    if errors:
-        raise errors[0]
-    return accepted[0]
+    return pipe(batches, write, name="ingest-writer")
 
 
 def _threshold(explicit: float | None, info: DatasetInfo, default: float) -> float:

@@ -13,8 +13,6 @@ import fcntl
 import json
 import logging
 import os
-import queue
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,6 +27,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from workbench.errors import NotFoundError
+from workbench.lake.pipe import pipe
 
 log = logging.getLogger(__name__)
 
@@ -120,41 +119,17 @@ class Lake:
         The batches are pulled on this thread (an engine stream must stay on the thread
         that started it) and handed to the Delta writer running on another.
         """
-        q: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=4)
-        errors: list[BaseException] = []
+        props = CommitProperties(
+            custom_metadata={f"{META_PREFIX}{k}": str(v) for k, v in (metadata or {}).items()}
+        )
 
-        def feed() -> Iterator[pa.RecordBatch]:
-            while (b := q.get()) is not None:
-                yield b
+        def write(feed: Iterator[pa.RecordBatch]) -> None:
+            reader = pa.RecordBatchReader.from_batches(schema, feed)
+            write_deltalake(
+                uri, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props
+            )
 
-        def write() -> None:
-            try:
-                props = CommitProperties(
-                    custom_metadata={
-                        f"{META_PREFIX}{k}": str(v) for k, v in (metadata or {}).items()
-                    }
-                )
-                reader = pa.RecordBatchReader.from_batches(schema, feed())
-                write_deltalake(
-                    uri, reader, mode="overwrite", schema_mode="overwrite", commit_properties=props
-                )
-            except BaseException as e:
-                errors.append(e)
-                while q.get() is not None:  # drain so the producer never blocks
-                    pass
-
-        t = threading.Thread(target=write, name="delta-writer", daemon=True)
-        t.start()
-        try:
-            for b in batches:
-                if errors:
-                    break
-                q.put(b)
-        finally:
-            q.put(None)
-            t.join()
-        if errors:
-            raise errors[0]
+        pipe(batches, write, name="delta-writer")
         return self.version(uri)
 
     def stage(self, uri: str, schema: pa.Schema, rows_per_file: int = 4_000_000) -> StagedWrite:
