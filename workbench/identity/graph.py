@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,20 +249,32 @@ class IdentityGraph:
 
         d = lit(dataset)
         bit = lit(self._dataset_bits()[dataset])
-        parts = []
+        # one pass over the grouped rows: each grouping set becomes an identity or a link row
+        kind, a_ns, a_v, b_ns, b_v, keep = [], [], [], [], [], []
         for k, (_, ns) in enumerate(fields):
-            parts.append(
-                f"SELECT 'i' AS kind, {lit(ns.name)} AS a_ns, i{k} AS a_value, CAST(NULL AS VARCHAR) AS b_ns, CAST(NULL AS VARCHAR) AS b_value, "
-                f"first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask "
-                f"FROM g WHERE gid = {gid([f'i{k}'])} AND i{k} IS NOT NULL"
-            )
+            g = gid([f"i{k}"])
+            kind.append(f"WHEN {g} THEN 'i'")
+            a_ns.append(f"WHEN {g} THEN {lit(ns.name)}")
+            a_v.append(f"WHEN {g} THEN i{k}")
+            keep.append(f"(gid = {g} AND i{k} IS NOT NULL)")
         for j in range(1, len(fields)):
-            parts.append(
-                f"SELECT 'l' AS kind, an{j} AS a_ns, a{j} AS a_value, {lit(fields[j][1].name)} AS b_ns, "
-                f"i{j} AS b_value, first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask FROM g "
-                f"WHERE gid = {gid([f'an{j}', f'a{j}', f'i{j}'])} AND a{j} IS NOT NULL AND i{j} IS NOT NULL"
-            )
-        return f"WITH g AS MATERIALIZED ({agg}) {' UNION ALL '.join(parts)}"
+            g = gid([f"an{j}", f"a{j}", f"i{j}"])
+            kind.append(f"WHEN {g} THEN 'l'")
+            a_ns.append(f"WHEN {g} THEN an{j}")
+            a_v.append(f"WHEN {g} THEN a{j}")
+            b_ns.append(f"WHEN {g} THEN {lit(fields[j][1].name)}")
+            b_v.append(f"WHEN {g} THEN i{j}")
+            keep.append(f"(gid = {g} AND a{j} IS NOT NULL AND i{j} IS NOT NULL)")
+
+        def case(arms: list[str]) -> str:
+            return f"CASE gid {' '.join(arms)} END" if arms else "CAST(NULL AS VARCHAR)"
+
+        return (
+            f"SELECT {case(kind)} AS kind, {case(a_ns)} AS a_ns, {case(a_v)} AS a_value, "
+            f"CAST({case(b_ns)} AS VARCHAR) AS b_ns, CAST({case(b_v)} AS VARCHAR) AS b_value, "
+            f"first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask "
+            f"FROM ({agg}) WHERE {' OR '.join(keep)}"
+        )
 
     def _extract(self, watermark: dict[str, int]) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
         """New identity and link observations (aggregated) from batches after ``watermark``."""
@@ -472,8 +485,13 @@ class IdentityGraph:
             .append_column("reason", reasons)
         )
         meta = {"build_id": build_id}
-        self._write(IDENTITIES, final, meta)
-        self._write(LINKS, out_links, meta)
+        with ThreadPoolExecutor(2, thread_name_prefix="identity-write") as pool:  # both cores
+            done = [
+                pool.submit(self._write, IDENTITIES, final, meta),
+                pool.submit(self._write, LINKS, out_links, meta),
+            ]
+            for f in done:
+                f.result()
         if merges.num_rows:
             m = merges.append_column("build_id", pa.array([build_id] * merges.num_rows, pa.int64()))
             m = m.append_column(
@@ -531,7 +549,7 @@ class IdentityGraph:
             links = eng.query(
                 "SELECT l.*, x.iid AS a, y.iid AS b FROM __links0 l "
                 "JOIN __ids0 x ON x.namespace = l.a_ns AND x.value = l.a_value "
-                "JOIN __ids0 y ON y.namespace = l.b_ns AND y.value = l.b_value ORDER BY a, b"
+                "JOIN __ids0 y ON y.namespace = l.b_ns AND y.value = l.b_value"
             )
         finally:
             for n in ("__ids0", "__links0", "__ns"):
