@@ -349,3 +349,20 @@ def test_quality_on_the_sample(tmp_path) -> None:  # type: ignore[no-untyped-def
             assert a != b
     assert checked > 20
     w.close()
+
+
+def test_cap_through_the_workspace(ws: Workspace) -> None:
+    ws.settings.identity_cap = 10
+    # one customer seen on 14 cookies: the 5 oldest go (cap 10 = crm_id + 9 cookies)
+    ws.ingest("web_events", web([("login", f"K{k:02d}", "C9", float(k)) for k in range(14)]))
+    st = ws.identity.build()
+    assert st.clusters_over_cap == 1 and st.identities_dropped_by_cap == 5
+    pid = ws.identity.lookup("crm_id:C9")
+    members = ws.identity.members(pid).to_pylist()
+    assert len(members) == 10
+    assert {m["value"] for m in members if m["namespace"] == "ecid"} == {f"K{k:02d}" for k in range(5, 14)}
+    dropped = [r for r in ws.identity.identities().to_pylist() if r["status"] == "dropped_by_cap"]
+    assert sorted(r["value"] for r in dropped) == [f"K{k:02d}" for k in range(5)]
+    assert all(r["profile_id"] != pid for r in dropped)
+    e = ws.identity.explain("ecid:K00")
+    assert any(r["status"] == "cut_cap" and "cap of 10" in (r["reason"] or "") for r in e["links"])

@@ -69,6 +69,17 @@ BLOCKED_PHONE_PATTERN = (
 )
 
 IDENTITIES = ("identity", "identities")
+#: The columns of a link (both ends, when and where it was seen).
+LINK_COLUMNS = [
+    "a_ns",
+    "a_value",
+    "b_ns",
+    "b_value",
+    "first_seen",
+    "last_seen",
+    "evidence",
+    "dataset",
+]
 LINKS = ("identity", "links")
 MERGES = ("identity", "merges")
 
@@ -380,18 +391,7 @@ class IdentityGraph:
                 "sum(evidence)::BIGINT AS evidence, bit_or(dataset_mask) AS dataset_mask "
                 "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY namespace, value"
             )
-            old_links = self.links().select(
-                [
-                    "a_ns",
-                    "a_value",
-                    "b_ns",
-                    "b_value",
-                    "first_seen",
-                    "last_seen",
-                    "evidence",
-                    "dataset",
-                ]
-            )
+            old_links = self.links().select(LINK_COLUMNS)
             eng.register("__old_l", old_links)
             eng.register("__new_l", new_links)
             links = eng.query(
@@ -469,18 +469,7 @@ class IdentityGraph:
             pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
         )
         out_links = (
-            links.select(
-                [
-                    "a_ns",
-                    "a_value",
-                    "b_ns",
-                    "b_value",
-                    "first_seen",
-                    "last_seen",
-                    "evidence",
-                    "dataset",
-                ]
-            )
+            links.select(LINK_COLUMNS)
             .append_column("status", link_status)
             .append_column("reason", reasons)
         )
