@@ -69,6 +69,12 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     assert "email" in r.stdout
     r = wb("dataset", "list", *w, cwd=tmp_path)
     assert "crm" in r.stdout
+    r = wb("namespace", "add", "app_user", "--unique", "--priority", "95", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = wb("namespace", "list", *w, cwd=tmp_path)
+    assert "app_user" in r.stdout and "ecid" in r.stdout
+    r = wb("namespace", "add", "app_user", *w, cwd=tmp_path)
+    assert r.returncode == 2 and "already exists" in r.stderr
 
     # errors: one line, exit code 2, no traceback
     r = wb("ingest", "crm", str(tmp_path / "crm.csv"), *w, cwd=tmp_path)

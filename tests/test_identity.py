@@ -360,7 +360,9 @@ def test_cap_through_the_workspace(ws: Workspace) -> None:
     pid = ws.identity.lookup("crm_id:C9")
     members = ws.identity.members(pid).to_pylist()
     assert len(members) == 10
-    assert {m["value"] for m in members if m["namespace"] == "ecid"} == {f"K{k:02d}" for k in range(5, 14)}
+    assert {m["value"] for m in members if m["namespace"] == "ecid"} == {
+        f"K{k:02d}" for k in range(5, 14)
+    }
     dropped = [r for r in ws.identity.identities().to_pylist() if r["status"] == "dropped_by_cap"]
     assert sorted(r["value"] for r in dropped) == [f"K{k:02d}" for k in range(5)]
     assert all(r["profile_id"] != pid for r in dropped)

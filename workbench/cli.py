@@ -217,6 +217,81 @@ def schema_show(name: str, as_yaml: bool, workspace: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------------- namespaces
+@main.group()
+def namespace() -> None:
+    """List and add identity namespaces."""
+
+
+@namespace.command("list")
+@_workspace_option
+def namespace_list(workspace: Path) -> None:
+    """List identity namespaces, highest priority first."""
+    ws = _open(workspace)
+    rows = [
+        [
+            n.name,
+            n.kind.value,
+            n.normalizer.value,
+            "yes" if n.unique else "",
+            n.priority,
+            n.description,
+        ]
+        for n in ws.namespaces()
+    ]
+    console.print(
+        _table(
+            "namespaces", ["name", "kind", "normalizer", "unique", "priority", "description"], rows
+        )
+    )
+
+
+@namespace.command("add")
+@click.argument("name")
+@click.option(
+    "--kind",
+    type=click.Choice(["person", "cookie", "device", "hashed"]),
+    default="person",
+    show_default=True,
+)
+@click.option(
+    "--normalizer",
+    type=click.Choice(["email", "phone", "sha256", "trim", "lower"]),
+    default="trim",
+    show_default=True,
+)
+@click.option(
+    "--unique/--not-unique", default=False, help="At most one value per person (like crm_id)."
+)
+@click.option("--priority", type=int, default=50, show_default=True)
+@click.option("--description", default="")
+@_workspace_option
+def namespace_add(
+    name: str,
+    kind: str,
+    normalizer: str,
+    unique: bool,
+    priority: int,
+    description: str,
+    workspace: Path,
+) -> None:
+    """Add a custom identity namespace."""
+    ws = _open(workspace)
+    n = ws.add_namespace(
+        {
+            "name": name,
+            "kind": kind,
+            "normalizer": normalizer,
+            "unique": unique,
+            "priority": priority,
+            "description": description,
+        }
+    )
+    console.print(
+        f"namespace [bold]{n.name}[/bold] added ({n.kind.value}, {n.normalizer.value}, priority {n.priority})"
+    )
+
+
 # ---------------------------------------------------------------------- datasets
 @main.group()
 def dataset() -> None:

@@ -229,7 +229,7 @@ class Profiles:
             f"SELECT ids.profile_id, {cols + ', ' if cols else ''}"
             + (f"struct_pack({entries}) AS sources, " if names else "")
             + "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, ids.first_seen, ids.last_seen "
-            "FROM ids LEFT JOIN m USING (profile_id) ORDER BY ids.profile_id"
+            "FROM ids LEFT JOIN m USING (profile_id)"
         )
         table = eng.query(sql)
         props = CommitProperties(
