@@ -167,10 +167,12 @@ class IdentityGraph:
             if not d.profile_enabled or not ws.lake.exists(d.table_path):
                 continue
             sch = ws.catalog.get_schema(d.schema_name)
+            # a field added to the schema after the last batch is not a column of the table yet
+            stored = set(ws.lake.table(d.table_path).schema().to_arrow().names)  # type: ignore[attr-defined]
             fields = [
                 (f.name, nss[f.identity.namespace])
                 for f in sch.identity_fields
-                if f.identity.namespace in nss
+                if f.identity.namespace in nss and f.name in stored
             ]
             if not fields:
                 continue

@@ -133,14 +133,15 @@ class Profiles:
                 views.append(view)
                 sch = classes[ds]
                 if sch.cls is SchemaClass.PROFILE:
-                    for f in sch.fields:
-                        if f.name == "updated_at":
-                            continue
-                        typ = _duck_type_of(eng, view, f.name)
-                        attrs[f.name] = typ if attrs.get(f.name, typ) == typ else "VARCHAR"
-                    profile_parts.append(
-                        (ds, sql, [f.name for f in sch.fields if f.name != "updated_at"])
-                    )
+                    # fields added to the schema since the last batch are not columns yet
+                    stored = set(ws.lake.table(path).schema().to_arrow().names)  # type: ignore[attr-defined]
+                    present = [
+                        f.name for f in sch.fields if f.name != "updated_at" and f.name in stored
+                    ]
+                    for f in present:
+                        typ = _duck_type_of(eng, view, f)
+                        attrs[f] = typ if attrs.get(f, typ) == typ else "VARCHAR"
+                    profile_parts.append((ds, sql, present))
                 else:
                     event_parts.append((ds, sql))
             t = time.perf_counter()
