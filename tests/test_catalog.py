@@ -67,7 +67,11 @@ def test_workspace_round_trip_on_each_catalog(catalog_url: str, tmp_path: Path) 
     st = again.identity.build()
     assert st.profiles == 2
     last = again.catalog.last_build("identity")
-    assert last is not None and last.watermark == {"crm_customers": b.id} and last.stats["profiles"] == 2
+    assert (
+        last is not None
+        and last.watermark == {"crm_customers": b.id}
+        and last.stats["profiles"] == 2
+    )
     again.profiles.build()
     assert again.profiles.get("phone:(212) 555-0142").attributes["city"] == "New York"
     assert [x.kind for x in again.catalog.list_builds()] == ["profiles", "identity"]

@@ -74,8 +74,19 @@ class Lake:
             raise NotFoundError(f"no lake table at {uri}") from e
 
     def snapshot(self, uri: str, version: int | None = None) -> pads.Dataset:
-        """A consistent Arrow dataset of one table version (the latest by default)."""
-        return self.table(uri, version).to_pyarrow_dataset()
+        """A consistent Arrow dataset of one table version (the latest by default).
+
+        Local, unpartitioned tables (the workbench's own) are read with pyarrow's own file
+        system over the version's file list: deltalake's filesystem bridge can abort the
+        interpreter at exit after a filtered scan ("terminate called without an active
+        exception"). Files written before a column was added read it as nulls.
+        """
+        table = self.table(uri, version)
+        local = "://" not in uri or uri.startswith("file://")
+        if local and not table.metadata().partition_columns:
+            schema = pa.schema(table.schema().to_arrow())
+            return pads.dataset(table.file_uris(), schema=schema, format="parquet")
+        return table.to_pyarrow_dataset()
 
     def version(self, uri: str) -> int:
         """The latest committed version."""

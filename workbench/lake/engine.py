@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, final
@@ -98,6 +99,10 @@ class DuckDBEngine(Engine):
         if memory_limit:
             self._con.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
         self._register_functions()
+        # close the connection before the interpreter tears down (also when the workspace is
+        # never closed): destroying DuckDB during shutdown, beside pyarrow's and Delta's
+        # thread pools, aborts the process ("terminate called without an active exception")
+        self._finalizer = weakref.finalize(self, _close_quietly, self._con)
 
     def _register_functions(self) -> None:
         """The workbench's own SQL functions (vectorized Arrow UDFs)."""
@@ -155,8 +160,14 @@ class DuckDBEngine(Engine):
             self._con.unregister(name)
 
     def close(self) -> None:
+        self._finalizer.detach()
         with self._lock:
             self._con.close()
+
+
+def _close_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    with contextlib.suppress(Exception):
+        con.close()
 
 
 __all__ = ["DuckDBEngine", "Engine"]
