@@ -38,6 +38,8 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
     r = wb("schema", "add", str(schema_dir()), *w, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "schema crm_customer created (version 1" in r.stdout
+    r = wb("schema", "add", str(schema_dir() / "crm_customer.yaml"), *w, cwd=tmp_path)
+    assert "schema crm_customer unchanged (version 1" in r.stdout
     r = wb("schema", "list", *w, cwd=tmp_path)
     assert "crm_customer" in r.stdout and "email:email" in r.stdout
     r = wb("schema", "show", "crm_customer", *w, cwd=tmp_path)

@@ -141,13 +141,7 @@ def schema_add(paths: tuple[Path, ...], workspace: Path) -> None:
 
     ws = _open(workspace)
     for s in load_schemas(paths, ws.namespaces()):
-        before = {x.name: x.version for x in ws.schemas.list()}
-        stored = ws.schemas.add(s)
-        action = (
-            "created"
-            if s.name not in before
-            else ("evolved" if before[s.name] != stored.version else "unchanged")
-        )
+        stored, action = ws.schemas.register(s)
         console.print(
             f"schema [bold]{stored.name}[/bold] {action} (version {stored.version}, {len(stored.fields)} fields)"
         )

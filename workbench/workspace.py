@@ -162,6 +162,10 @@ class Schemas:
         Adding optional fields is allowed; removing or retyping a field raises
         :class:`~workbench.errors.SchemaConflictError` naming the field.
         """
+        return self.register(schema)[0]
+
+    def register(self, schema: Schema | dict[str, Any] | str | Path) -> tuple[Schema, str]:
+        """Like :meth:`add`, and say what happened: ``created``, ``evolved`` or ``unchanged``."""
         nss = self._ws.catalog.namespaces()
         if isinstance(schema, str | Path):
             sch = Schema.from_yaml(schema, nss)
@@ -171,7 +175,7 @@ class Schemas:
             sch = schema
         stored, action = self._ws.catalog.put_schema(sch)
         log.info("schema %s %s (version %d)", stored.name, action, stored.version)
-        return stored
+        return stored, action
 
     def add_all(self, paths: Iterable[str | Path]) -> list[Schema]:
         """Register every schema in the given YAML files or folders."""
