@@ -639,6 +639,217 @@ def profile_show(identity_text: str, policy: str | None, n_events: int, workspac
             "segment memberships: none yet (segments are evaluated by workbench segment run)",
             highlight=False,
         )
+    else:
+        console.print(
+            _table(
+                "segment memberships",
+                ["segment", "status", "since", "exited"],
+                [
+                    [
+                        m["segment"],
+                        m["status"],
+                        str(m["since"])[:19],
+                        str(m["exited_at"] or "")[:19],
+                    ]
+                    for m in p.memberships
+                ],
+            )
+        )
+
+
+# ---------------------------------------------------------------------- segments
+@main.group()
+def segment() -> None:
+    """Segment definitions, sizes and the batch segment job."""
+
+
+def _as_of_option(f: F) -> F:
+    return click.option(
+        "--as-of",
+        "as_of",
+        default=None,
+        help="Evaluation time, ISO (2026-12-01T06:00Z); default now. Every window is relative to it.",
+    )(f)
+
+
+def _segment_source(ws: Any, name_or_path: str) -> Any:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml", ".json") or p.is_dir():
+        return ws.segments.validate(p)
+    return [ws.segments.get(name_or_path)]
+
+
+@segment.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_workspace_option
+def segment_validate(paths: tuple[Path, ...], workspace: Path) -> None:
+    """Check definitions (files or folders) against the workspace's fields and segments."""
+    ws = _open(workspace)
+    defs = ws.segments.validate(list(paths))
+    known = ws.segments.definitions()
+    known.update({d.name: d for d in defs})
+    from workbench.segments import classify
+
+    rows = []
+    for d in defs:
+        m = classify(d, known)
+        rows.append([d.name, m.method, m.reason])
+    console.print(_table(f"{len(defs)} valid definition(s)", ["segment", "method", "why"], rows))
+
+
+@segment.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_workspace_option
+def segment_add(paths: tuple[Path, ...], workspace: Path) -> None:
+    """Validate and store definitions (YAML/JSON files or folders such as segments/)."""
+    ws = _open(workspace)
+    done = ws.segments.add(list(paths))
+    rows = [[i.name, action, i.version, i.method, i.reason] for i, action in done]
+    console.print(_table(None, ["segment", "", "version", "method", "why"], rows))
+
+
+@segment.command("list")
+@_workspace_option
+def segment_list(workspace: Path) -> None:
+    """Stored segments with their method and current size."""
+    ws = _open(workspace)
+    rows = []
+    for s in ws.segments.list():
+        rows.append(
+            [s.name, s.method, s.version, _fmt_int(ws.segments.size(s.name)), s.description]
+        )
+    console.print(_table(None, ["segment", "method", "version", "members", "description"], rows))
+
+
+@segment.command("show")
+@click.argument("name")
+@_as_of_option
+@_workspace_option
+def segment_show(name: str, as_of: str | None, workspace: Path) -> None:
+    """Definition, evaluation method and why, dependencies and the generated SQL."""
+    ws = _open(workspace)
+    info = ws.segments.show(name, as_of)
+    console.print(
+        f"[bold]{name}[/bold] (version {info['version']}) {info['description']}", highlight=False
+    )
+    console.print(f"method: {info['method']} ({info['reason']})", highlight=False)
+    console.print(
+        f"depends on: {', '.join(info['dependencies']) or 'no other segment'}", highlight=False
+    )
+    console.print(f"used by: {', '.join(info['used_by']) or 'no other segment'}", highlight=False)
+    console.print("definition:", highlight=False)
+    console.print(info["yaml"], highlight=False, markup=False)
+    console.print(f"SQL (as of {as_of or 'now'}):", highlight=False)
+    console.print(info["sql"], highlight=False, markup=False)
+
+
+@segment.command("count")
+@click.argument("name")
+@_as_of_option
+@_workspace_option
+def segment_count(name: str, as_of: str | None, workspace: Path) -> None:
+    """The exact size of a segment (stored name or a YAML/JSON file)."""
+    ws = _open(workspace)
+    (d,) = _segment_source(ws, name)
+    t = time.perf_counter()
+    n = ws.segments.count(d, as_of)
+    console.print(f"{d.name}: {n:,} profiles ({time.perf_counter() - t:.2f}s)", highlight=False)
+
+
+@segment.command("estimate")
+@click.argument("name")
+@_as_of_option
+@_workspace_option
+def segment_estimate(name: str, as_of: str | None, workspace: Path) -> None:
+    """The size estimated from a sample of profiles, with a 95% interval."""
+    ws = _open(workspace)
+    (d,) = _segment_source(ws, name)
+    e = ws.segments.estimate(d, as_of)
+    console.print(f"{d.name}: {e}", highlight=False)
+
+
+@segment.command("run")
+@click.option("--as-of", "as_of", required=True, help="Evaluation time, ISO (2026-12-01T06:00Z).")
+@click.option("--segments", "names", default=None, help="Comma-separated names (default: all).")
+@click.option("--force", is_flag=True, help="Allow an as_of before the last run's.")
+@_workspace_option
+def segment_run(as_of: str, names: str | None, force: bool, workspace: Path) -> None:
+    """The batch segment job: evaluate segments over all profiles and write memberships."""
+    ws = _open(workspace)
+    selected = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    with console.status("evaluating segments..."):
+        r = ws.segments.run(as_of, selected, force=force)
+    _print_run(r)
+
+
+def _print_run(r: Any) -> None:
+    rows = [
+        [
+            x.segment,
+            x.method,
+            _fmt_int(x.size),
+            _fmt_int(x.realized),
+            _fmt_int(x.existing),
+            _fmt_int(x.exited),
+        ]
+        for x in r.results
+    ]
+    console.print(
+        _table(
+            f"segment run {r.run_id} as of {r.as_of.isoformat()}: {len(rows)} segments in {r.seconds:.2f}s",
+            ["segment", "method", "members", "realized", "existing", "exited"],
+            rows,
+        )
+    )
+
+
+@segment.command("members")
+@click.argument("name")
+@click.option(
+    "--as-of", "as_of", default=None, help="As the last run at or before this time left them."
+)
+@click.option("--limit", default=20, show_default=True)
+@_workspace_option
+def segment_members(name: str, as_of: str | None, limit: int, workspace: Path) -> None:
+    """Members of a segment (profile ids with status and since)."""
+    ws = _open(workspace)
+    df = ws.segments.members(name, as_of)
+    rows = [[r.profile_id, r.status, str(r.since)[:19]] for r in df.head(limit).itertuples()]
+    console.print(_table(f"{name}: {len(df):,} members", ["profile", "status", "since"], rows))
+
+
+@segment.command("history")
+@click.argument("name")
+@_workspace_option
+def segment_history(name: str, workspace: Path) -> None:
+    """Daily size, realized and exited of a segment."""
+    ws = _open(workspace)
+    df = ws.segments.history(name)
+    rows = [
+        [str(r.date), r.run_id, _fmt_int(r.size), _fmt_int(r.realized), _fmt_int(r.exited)]
+        for r in df.itertuples()
+    ]
+    console.print(_table(name, ["date", "last run", "size", "realized", "exited"], rows))
+
+
+@segment.command("runs")
+@click.option("--limit", default=20, show_default=True)
+@_workspace_option
+def segment_runs(limit: int, workspace: Path) -> None:
+    """Recent batch segment jobs."""
+    ws = _open(workspace)
+    rows = [
+        [
+            r.id,
+            r.as_of.isoformat(),
+            r.status,
+            len(r.segments),
+            f"{r.duration_s:.2f}s" if r.duration_s is not None else "",
+            (r.error or "")[:80],
+        ]
+        for r in ws.segments.runs(limit)
+    ]
+    console.print(_table(None, ["run", "as of", "status", "segments", "took", "error"], rows))
 
 
 # ---------------------------------------------------------------------- sample + demo
@@ -705,10 +916,19 @@ def _parse_time(value: str) -> dt.datetime:
     type=click.Path(file_okay=False, path_type=Path),
 )
 @click.option("--fresh/--keep", default=True, show_default=True, help="Start from a new workspace.")
+@click.option(
+    "--segments-dir",
+    default="segments",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Segment definitions to add and run (skipped when the folder is missing).",
+)
 @_workspace_option
-def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path) -> None:
-    """Generate the sample brand, create a workspace, ingest it all, stitch identities and
-    build profiles."""
+def demo(
+    persons: int, seed: int, sample_dir: Path, fresh: bool, segments_dir: Path, workspace: Path
+) -> None:
+    """Generate the sample brand, create a workspace, ingest it all, stitch identities,
+    build profiles, add the segments of segments/ and run the batch segment job."""
     import shutil
 
     from workbench.sample import SampleManifest
@@ -781,9 +1001,16 @@ def demo(persons: int, seed: int, sample_dir: Path, fresh: bool, workspace: Path
         f"{ps.events:,} events, {ps.events_not_attributable:,} anonymous (not attributable); {ps.seconds:.1f}s",
         highlight=False,
     )
+    if segments_dir.is_dir():
+        ws.segments.add(segments_dir)
+        as_of = SampleManifest.load(manifest_path).as_of
+        with console.status("running the batch segment job..."):
+            run = ws.segments.run(as_of)
+        _print_run(run)
     console.print(
         f"try: workbench profile show --identity crm_id:C00000001 -w {workspace}\n"
-        f"     workbench identity evaluate --truth {sample_dir / 'truth'} -w {workspace}",
+        f"     workbench identity evaluate --truth {sample_dir / 'truth'} -w {workspace}\n"
+        f"     workbench segment show high_value_loyalty -w {workspace}",
         highlight=False,
     )
     if len(results) != sum(len(d.files) for d in SAMPLE_DATASETS):

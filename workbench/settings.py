@@ -46,6 +46,10 @@ class WorkspaceSettings:
     )
     #: The policy whose profiles lookups, segments and activation use.
     default_merge_policy: str = "timestamp"
+    #: Days an exited segment membership is kept (then deleted), as in the reference platform.
+    membership_retention_days: int = 30
+    #: Profiles in the sample behind segment size estimates (all profiles when fewer).
+    estimate_sample_size: int = 50_000
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for YAML."""
@@ -76,6 +80,10 @@ class WorkspaceSettings:
             setattr(s, k, float(v) if isinstance(default, float) else v)
         if not 0 <= s.error_threshold <= 1:
             problems.append(Problem("error_threshold", "must be between 0 and 1"))
+        if s.membership_retention_days < 1:
+            problems.append(Problem("membership_retention_days", "must be at least 1"))
+        if s.estimate_sample_size < 1000:
+            problems.append(Problem("estimate_sample_size", "must be at least 1000"))
         if s.identity_cap < 2:
             problems.append(Problem("identity_cap", "must be at least 2"))
         for name, pol in s.merge_policies.items():

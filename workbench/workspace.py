@@ -35,6 +35,7 @@ from workbench.lake.engine import DuckDBEngine, Engine
 from workbench.profile.profiles import Profiles
 from workbench.schema.model import Schema, load_schemas
 from workbench.schema.namespaces import Namespace
+from workbench.segments.service import Segments
 from workbench.settings import SETTINGS_FILE, WorkspaceSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Workspace:
         self.ingest = Ingestor(self)
         self.identity = IdentityGraph(self)
         self.profiles = Profiles(self)
+        self.segments = Segments(self)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

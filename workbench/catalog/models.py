@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped when the catalog's tables change; stored in ``catalog_meta``.
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 
 
 def utcnow() -> dt.datetime:
@@ -165,6 +165,52 @@ class BuildRow(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class SegmentRow(Base):
+    """The current definition of a segment, with its evaluation method and why."""
+
+    __tablename__ = "segments"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    method: Mapped[str] = mapped_column(String(16))  # streaming | batch
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SegmentRunRow(Base):
+    """One batch segment job: which segments, at which ``as_of``, how it went."""
+
+    __tablename__ = "segment_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | success | failed
+    segments: Mapped[list[str]] = mapped_column(JSON, default=list)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    table_version: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SegmentResultRow(Base):
+    """One segment's figures in one run (the history of sizes, entries and exits)."""
+
+    __tablename__ = "segment_results"
+    __table_args__ = (UniqueConstraint("run_id", "segment"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("segment_runs.id"), index=True)
+    segment: Mapped[str] = mapped_column(String(63), index=True)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    method: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    realized: Mapped[int] = mapped_column(BigInteger, default=0)
+    existing: Mapped[int] = mapped_column(BigInteger, default=0)
+    exited: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 __all__ = [
     "CATALOG_VERSION",
     "Base",
@@ -175,6 +221,9 @@ __all__ = [
     "NamespaceRow",
     "SchemaRow",
     "SchemaVersionRow",
+    "SegmentResultRow",
+    "SegmentRow",
+    "SegmentRunRow",
     "TableVersionRow",
     "UTCDateTime",
     "utcnow",

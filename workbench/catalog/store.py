@@ -28,6 +28,9 @@ from workbench.catalog.models import (
     NamespaceRow,
     SchemaRow,
     SchemaVersionRow,
+    SegmentResultRow,
+    SegmentRow,
+    SegmentRunRow,
     TableVersionRow,
     utcnow,
 )
@@ -112,6 +115,69 @@ class BatchInfo:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A segment as recorded in the catalog."""
+
+    name: str
+    version: int
+    definition: dict[str, Any]
+    description: str
+    method: str
+    reason: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class SegmentRunInfo:
+    """A batch segment job as recorded in the catalog."""
+
+    id: int
+    as_of: dt.datetime
+    status: str
+    segments: list[str]
+    stats: dict[str, Any]
+    error: str | None
+    table_version: int | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _segment_info(r: SegmentRow) -> SegmentInfo:
+    return SegmentInfo(
+        r.name,
+        r.version,
+        dict(r.definition),
+        r.description,
+        r.method,
+        r.reason,
+        r.created_at,
+        r.updated_at,
+    )
+
+
+def _segment_run_info(r: SegmentRunRow) -> SegmentRunInfo:
+    return SegmentRunInfo(
+        r.id,
+        r.as_of,
+        r.status,
+        list(r.segments or []),
+        dict(r.stats or {}),
+        r.error,
+        r.table_version,
+        r.started_at,
+        r.finished_at,
+    )
+
+
 def _dataset_info(r: DatasetRow) -> DatasetInfo:
     return DatasetInfo(
         name=r.name,
@@ -190,8 +256,11 @@ class Catalog:
         except OperationalError as e:
             raise ConfigError(f"cannot reach catalog {self._safe_url()}: {e.orig}") from e
         with self.session() as s:
-            if s.get(CatalogMeta, "version") is None:
+            meta = s.get(CatalogMeta, "version")
+            if meta is None:
                 s.add(CatalogMeta(key="version", value=str(CATALOG_VERSION)))
+            elif int(meta.value) < CATALOG_VERSION:  # create_all added the newer tables
+                meta.value = str(CATALOG_VERSION)
             have = set(s.scalars(select(NamespaceRow.name)))
             for ns in DEFAULT_NAMESPACES:
                 if ns.name not in have:
@@ -458,6 +527,126 @@ class Catalog:
         with self.session() as s:
             return [_build_info(r) for r in s.scalars(q)]
 
+    # ------------------------------------------------------------------ segments
+    def put_segment(
+        self, name: str, definition: dict[str, Any], method: str, reason: str, description: str
+    ) -> tuple[SegmentInfo, str]:
+        """Add or update a segment; returns it and ``added`` / ``updated`` / ``unchanged``."""
+        with self.session() as s:
+            row = s.get(SegmentRow, name)
+            if row is None:
+                row = SegmentRow(
+                    name=name,
+                    version=1,
+                    definition=definition,
+                    description=description,
+                    method=method,
+                    reason=reason,
+                )
+                s.add(row)
+                s.flush()
+                return _segment_info(row), "added"
+            if row.definition == definition and row.method == method and row.reason == reason:
+                return _segment_info(row), "unchanged"
+            if row.definition != definition:
+                row.version += 1
+            row.definition = definition
+            row.description = description
+            row.method = method
+            row.reason = reason
+            row.updated_at = utcnow()
+            return _segment_info(row), "updated"
+
+    def get_segment(self, name: str) -> SegmentInfo:
+        """A segment by name."""
+        with self.session() as s:
+            row = s.get(SegmentRow, name)
+            if row is None:
+                raise NotFoundError(f"no segment named {name!r}")
+            return _segment_info(row)
+
+    def list_segments(self) -> list[SegmentInfo]:
+        """All segments by name."""
+        with self.session() as s:
+            return [
+                _segment_info(r) for r in s.scalars(select(SegmentRow).order_by(SegmentRow.name))
+            ]
+
+    def delete_segment(self, name: str) -> None:
+        """Remove a segment definition (its history stays)."""
+        with self.session() as s:
+            row = s.get(SegmentRow, name)
+            if row is None:
+                raise NotFoundError(f"no segment named {name!r}")
+            s.delete(row)
+
+    def start_segment_run(self, as_of: dt.datetime, segments: list[str]) -> SegmentRunInfo:
+        """Record a segment job as running."""
+        with self.session() as s:
+            row = SegmentRunRow(as_of=as_of, status="running", segments=segments, stats={})
+            s.add(row)
+            s.flush()
+            return _segment_run_info(row)
+
+    def finish_segment_run(
+        self, run_id: int, results: list[dict[str, Any]] | None = None, **values: Any
+    ) -> SegmentRunInfo:
+        """Close a segment job (status, figures) and store its per-segment results."""
+        with self.session() as s:
+            row = s.get(SegmentRunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no segment run {run_id}")
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.finished_at = utcnow()
+            for r in results or []:
+                s.add(SegmentResultRow(run_id=run_id, as_of=row.as_of, **r))
+            return _segment_run_info(row)
+
+    def get_segment_run(self, run_id: int) -> SegmentRunInfo:
+        """A segment job by id."""
+        with self.session() as s:
+            row = s.get(SegmentRunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no segment run {run_id}")
+            return _segment_run_info(row)
+
+    def list_segment_runs(self, status: str | None = None, limit: int = 50) -> list[SegmentRunInfo]:
+        """Segment jobs, newest first."""
+        q = select(SegmentRunRow).order_by(SegmentRunRow.id.desc()).limit(limit)
+        if status is not None:
+            q = q.where(SegmentRunRow.status == status)
+        with self.session() as s:
+            return [_segment_run_info(r) for r in s.scalars(q)]
+
+    def segment_results(
+        self, segment: str | None = None, run_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Per-segment figures of successful runs, oldest first."""
+        q = (
+            select(SegmentResultRow)
+            .join(SegmentRunRow, SegmentRunRow.id == SegmentResultRow.run_id)
+            .where(SegmentRunRow.status == "success")
+            .order_by(SegmentResultRow.as_of, SegmentResultRow.run_id)
+        )
+        if segment is not None:
+            q = q.where(SegmentResultRow.segment == segment)
+        if run_id is not None:
+            q = q.where(SegmentResultRow.run_id == run_id)
+        cols = (
+            "run_id",
+            "segment",
+            "as_of",
+            "version",
+            "method",
+            "size",
+            "realized",
+            "existing",
+            "exited",
+        )
+        with self.session() as s:
+            return [{c: getattr(r, c) for c in cols} for r in s.scalars(q)]
+
     # ------------------------------------------------------------------ table versions
     def record_version(
         self, table_name: str, version: int, operation: str, rows: int, batch_id: int | None
@@ -524,4 +713,4 @@ def _with_version(schema: Schema, version: int) -> Schema:
     return replace(schema, version=version)
 
 
-__all__ = ["BatchInfo", "BuildInfo", "Catalog", "DatasetInfo"]
+__all__ = ["BatchInfo", "BuildInfo", "Catalog", "DatasetInfo", "SegmentInfo", "SegmentRunInfo"]

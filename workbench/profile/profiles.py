@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 EVENTS = ("profiles", "events")
 #: Columns every event row has in the unified event history.
-EVENT_KEYS = ("profile_id", "dataset", "timestamp", "event_type")
+EVENT_KEYS = ("profile_id", "dataset", "channel", "timestamp", "event_type")
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class Profiles:
             n_events = n_unattributed = 0
             if events:
                 t = time.perf_counter()
-                n_events, n_unattributed = self._build_events(build_id, event_parts)
+                n_events, n_unattributed = self._build_events(build_id, event_parts, classes)
                 timings["events"] = time.perf_counter() - t
         finally:
             for v in views:
@@ -245,19 +245,39 @@ class Profiles:
         )
         return int(pa.compute.sum(pa.compute.greater(table.column("records"), 0)).as_py() or 0)
 
-    def _build_events(self, build_id: int, parts: list[tuple[str, str]]) -> tuple[int, int]:
+    def _build_events(
+        self, build_id: int, parts: list[tuple[str, str]], classes: dict[str, Any]
+    ) -> tuple[int, int]:
         """Stream every event with its profile into the event history, in one pass; rows
         with no known identity are counted (not attributable) and left out."""
         eng = self._ws.engine
         if not parts:
             return 0, 0
-        # the history is an index: who, when, what, and where the full event row lives
-        # (dataset, batch, row); details are read from the dataset when they are needed
-        selects = [
-            f"SELECT profile_id, {lit(ds)} AS dataset, CAST(timestamp AS TIMESTAMPTZ) AS timestamp, "
-            f"CAST(event_type AS VARCHAR) AS event_type, _batch_id, _row FROM ({sql})"
-            for ds, sql in parts
-        ]
+        # the history holds who, when, what and the event's own fields (not its identities:
+        # they live in the graph), plus where the full row lives (dataset, batch, row)
+        fields: dict[str, str] = {}
+        for ds, _ in parts:
+            stored = set(
+                self._ws.lake.table(self._ws.datasets.get(ds).table_path).schema().to_arrow().names
+            )  # type: ignore[attr-defined]
+            for f in classes[ds].fields:
+                if f.identity is not None or f.name in EVENT_KEYS or f.name not in stored:
+                    continue
+                typ = _duck_type_of(eng, f"__rows_{ds}", f.name)
+                fields[f.name] = typ if fields.get(f.name, typ) == typ else "VARCHAR"
+        selects = []
+        for ds, sql in parts:
+            have = {f.name for f in classes[ds].fields}
+            chan = classes[ds].channel
+            cols = ", ".join(
+                f"CAST({ident(n) if n in have else 'NULL'} AS {t}) AS {ident(n)}"
+                for n, t in fields.items()
+            )
+            selects.append(
+                f"SELECT profile_id, {lit(ds)} AS dataset, CAST({lit(chan)} AS VARCHAR) AS channel, "
+                f"CAST(timestamp AS TIMESTAMPTZ) AS timestamp, CAST(event_type AS VARCHAR) AS event_type, "
+                f"{cols + ', ' if cols else ''}_batch_id, _row FROM ({sql})"
+            )
         union = " UNION ALL ".join(f"({s})" for s in selects)
         batches = eng.stream(f"SELECT * FROM ({union})")
         first = next(batches, None)
@@ -346,7 +366,8 @@ class Profiles:
             t = self.events_table().to_table(filter=pads.field("profile_id") == profile_id)
             t = t.sort_by([("timestamp", "descending"), ("dataset", "ascending")]).slice(0, events)
             evs = self._event_details(t.to_pylist())
-        return Profile(profile_id, attributes, sources, idents, evs, [], name)
+        memberships = self._ws.segments.memberships_of(profile_id)
+        return Profile(profile_id, attributes, sources, idents, evs, memberships, name)
 
 
 def _chain(first: pa.RecordBatch, rest: Any) -> Any:

@@ -40,7 +40,7 @@ from workbench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"
 """Bumped whenever the same seed would produce different files."""
 
 DEFAULT_AS_OF = datetime(2026, 12, 1, tzinfo=UTC)
@@ -1246,7 +1246,9 @@ def _web(
     forced = np.where(shared, s_rank < 2, s_rank == 0)
     logged = login_ecid[s_ecid] & (forced | (rng.random(len(s_ecid)) < 0.6))
     n_s = len(s_ecid)
-    start = clock.as_of_s - rng.integers(DAY, WINDOW_DAYS * DAY, size=n_s)
+    # sessions start up to 6 h before as_of (a session lasts under 6 h), so the last day
+    # has web activity for 24-hour (streaming) segments
+    start = clock.as_of_s - rng.integers(6 * 3600, WINDOW_DAYS * DAY, size=n_s)
     n_login = logged.astype(np.int64)
     n_pv = 1 + np.minimum(rng.poisson(1.0, size=n_s), 10)
     n_pd = np.minimum(rng.poisson(1.4, size=n_s), 10)

@@ -39,6 +39,10 @@ class SchemaClass(StrEnum):
     EVENT = "event"
 
 
+#: The channels an event dataset can be of.
+CHANNELS = ("online", "offline")
+
+
 class FieldType(StrEnum):
     """The field types a schema may use."""
 
@@ -214,6 +218,8 @@ class Schema:
     fields: tuple[Field, ...]
     description: str = ""
     version: int = field(default=1, compare=False)
+    #: For event schemas: ``online`` or ``offline`` (the ``channel`` segments can filter on).
+    channel: str | None = None
 
     # ---------------------------------------------------------------- access
     def field(self, name: str) -> Field:
@@ -247,6 +253,8 @@ class Schema:
         d: dict[str, Any] = {"name": self.name, "class": self.cls.value}
         if self.description:
             d["description"] = self.description
+        if self.channel:
+            d["channel"] = self.channel
         d["fields"] = [f.to_dict() for f in self.fields]
         return d
 
@@ -263,7 +271,7 @@ class Schema:
         if not isinstance(data, Mapping):
             raise ValidationError(what, [Problem("", "a schema must be a mapping")])
         problems: list[Problem] = []
-        for k in sorted(set(data) - {"name", "class", "description", "fields"}):
+        for k in sorted(set(data) - {"name", "class", "description", "channel", "fields"}):
             problems.append(Problem(k, "unknown key"))
         name = str(data.get("name", ""))
         if not _NAME_RE.match(name):
@@ -285,8 +293,18 @@ class Schema:
                 f = _parse_field(rf, f"fields[{i}]", problems)
                 if f is not None:
                     parsed.append(f)
+        channel = data.get("channel")
+        if channel is not None and (scls is not SchemaClass.EVENT or channel not in CHANNELS):
+            problems.append(
+                Problem("channel", f"channel is for event schemas: one of {', '.join(CHANNELS)}")
+            )
+            channel = None
         schema = cls(
-            name=name, cls=scls, fields=tuple(parsed), description=str(data.get("description", ""))
+            name=name,
+            cls=scls,
+            fields=tuple(parsed),
+            description=str(data.get("description", "")),
+            channel=channel,
         )
         if raw_fields and len(parsed) == len(raw_fields):
             problems.extend(schema.problems(namespaces))
