@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     idb.add_argument("--persons", type=int, default=1_000_000)
     idb.add_argument("--no-baselines", action="store_true")
+    seg = sub.add_parser(
+        "segments", parents=[common], help="batch segment job, count, estimate vs pandas"
+    )
+    seg.add_argument("--persons", type=int, default=1_000_000)
+    seg.add_argument("--reps", type=int, default=3)
+    seg.add_argument("--no-baseline", action="store_true")
     gen = sub.add_parser("generate", parents=[common], help="time the sample generator")
     gen.add_argument("--persons", type=int, default=1_000_000)
     a = p.parse_args(argv)
@@ -35,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.identity import run as run_id
 
         rep = run_id(a.persons, baselines=not a.no_baselines)
+    elif what == "segments":
+        from bench.segments import run as run_seg
+
+        rep = run_seg(a.persons, reps=a.reps, baseline=not a.no_baseline)
     elif what == "generate":
         from bench.generate import run as run_gen
 

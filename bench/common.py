@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import resource
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,13 +54,16 @@ def peak_rss_mb() -> float:
 def sample_dir(persons: int, seed: int = 42) -> Path:
     """The generated sample for ``persons`` (generated once, then cached)."""
     from workbench.sample import SampleManifest, generate
+    from workbench.sample.generator import GENERATOR_VERSION
 
     d = CACHE / f"sample-{persons}-{seed}"
     m = d / "manifest.json"
     if m.exists():
         man = SampleManifest.load(m)
-        if man.persons == persons and man.seed == seed:
+        same = man.generator_version == GENERATOR_VERSION
+        if man.persons == persons and man.seed == seed and same:
             return d
+        shutil.rmtree(d)
     t0 = time.perf_counter()
     generate(d, persons=persons, seed=seed)
     log.info("generated %d persons in %.1fs", persons, time.perf_counter() - t0)

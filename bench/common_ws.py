@@ -15,11 +15,12 @@ def ingested_workspace(persons: int, seed: int = 42) -> Path:
     """``bench/.cache/ws-<persons>-<seed>``: the sample, ingested (done once)."""
     from workbench import Workspace
     from workbench.sample.brand import ingest, register
+    from workbench.sample.generator import GENERATOR_VERSION
 
     d = sample_dir(persons, seed)
     path = CACHE / f"ws-{persons}-{seed}"
     done = path / ".ingested"
-    if done.exists():
+    if done.exists() and done.read_text() == GENERATOR_VERSION:
         return path
     if path.exists():
         shutil.rmtree(path)
@@ -27,5 +28,5 @@ def ingested_workspace(persons: int, seed: int = 42) -> Path:
     register(ws)
     ingest(ws, d)
     ws.close()
-    done.write_text("ok")
+    done.write_text(GENERATOR_VERSION)
     return path

@@ -140,3 +140,67 @@ def test_cli_demo_then_identity_and_profiles(tmp_path: Path) -> None:
     assert "precision" in r.stdout and "persons_fused" in r.stdout
     r = wb("profile", "show", "--identity", "crm_id:NOBODY", *w, cwd=tmp_path)
     assert r.returncode == 2 and "no profile for crm_id:NOBODY" in r.stderr
+
+
+def test_cli_segments(tmp_path: Path) -> None:
+    w = ["-w", str(tmp_path / "ws")]
+    segs = str(Path(__file__).parents[1] / "segments")
+    r = wb(
+        "demo", "--persons", "1500", "--sample-dir", str(tmp_path / "sample"),
+        "--segments-dir", segs, *w, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "segment run 1 as of 2026-12-01T00:00:00+00:00" in r.stdout
+    assert "cart_abandoners_24h" in r.stdout and "streaming" in r.stdout
+    r = wb("segment", "validate", segs, *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "valid definition(s)" in r.stdout
+    r = wb("segment", "list", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "high_value_loyalty" in r.stdout
+    r = wb("segment", "show", "vip_at_risk", "--as-of", "2026-12-01T00:00Z", *w, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "method: batch" in r.stdout and "depends on: high_value_loyalty" in r.stdout
+    assert "SELECT" in r.stdout and "2026-10-02T00:00:00+00:00" in r.stdout  # 60d before as_of
+    r = wb(
+        "segment", "count", "known_never_bought", "--as-of", "2026-12-01T00:00Z", *w, cwd=tmp_path
+    )
+    assert r.returncode == 0 and "known_never_bought:" in r.stdout and "profiles" in r.stdout
+    r = wb(
+        "segment",
+        "estimate",
+        "known_never_bought",
+        "--as-of",
+        "2026-12-01T00:00Z",
+        *w,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0 and "exact" in r.stdout  # 1,500 persons: the sample is everyone
+    r = wb(
+        "segment",
+        "run",
+        "--as-of",
+        "2026-12-02T00:00Z",
+        "--segments",
+        "vip_at_risk",
+        *w,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "2 segments" in r.stdout and "high_value_loyalty" in r.stdout  # dependency included
+    r = wb("segment", "members", "high_value_loyalty", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "existing" in r.stdout
+    r = wb("segment", "history", "high_value_loyalty", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "2026-12-01" in r.stdout and "2026-12-02" in r.stdout
+    r = wb("segment", "runs", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "success" in r.stdout
+    r = wb("segment", "run", "--as-of", "2026-11-01T00:00Z", *w, cwd=tmp_path)
+    assert r.returncode == 2 and "before the last successful run" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\nrule:\n  all:\n  - {attribute: tier, op: eq, value: gold}\n  - {events: {type: purchase, within: 30 days}}\n"
+    )
+    r = wb("segment", "validate", str(bad), *w, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "rule.all[1].events.within" in r.stderr
+    r = wb("profile", "show", "--identity", "crm_id:C00000001", *w, cwd=tmp_path)
+    assert r.returncode == 0 and ("segment memberships" in r.stdout)
