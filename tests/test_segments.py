@@ -788,3 +788,15 @@ def test_sample_library_is_valid_and_every_segment_runs(brand) -> None:  # type:
     assert len(defs) >= 12
     methods = {classify(d, {x.name: x for x in defs}).method for d in defs}
     assert methods == {STREAMING, BATCH}
+
+
+def test_aggregate_between_needs_low_then_high() -> None:
+    with pytest.raises(
+        ValidationError, match=r"rule.events.sum.value: between needs \[low, high\]"
+    ):
+        parse(
+            {
+                "name": "x",
+                "rule": {"events": {"sum": {"field": "total", "op": "between", "value": [5, 1]}}},
+            }
+        )

@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 from workbench import Workspace
 from workbench.sample import DEFAULT_AS_OF, generate
 from workbench.sample.brand import SAMPLE_DATASETS, register
-from workbench.segments import FieldCatalog, SegmentDefinition, load_folder, parse, reference
+from workbench.segments import (
+    Compiler,
+    FieldCatalog,
+    SegmentDefinition,
+    dependency_order,
+    load_folder,
+    parse,
+    reference,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -301,7 +309,7 @@ def _number_value(draw: st.DrawFn, pool: list[Any]) -> int | float:
 
 @st.composite
 def _number_cond(
-    draw: st.DrawFn, pool: list[Any], ops: tuple[str, ...] | None = None
+    draw: st.DrawFn, pool: list[Any], ops: tuple[str, ...] | None = None, ordered: bool = True
 ) -> dict[str, Any]:
     op = draw(
         st.sampled_from(
@@ -326,7 +334,8 @@ def _number_cond(
         return d
     if op == "between":
         a, b = draw(_number_value(pool)), draw(_number_value(pool))
-        d["value"] = [min(a, b), max(a, b)]
+        # validation wants [low, high]
+        d["value"] = [min(a, b), max(a, b)] if ordered else [a, b]
     elif op in ("in", "not_in"):
         d["value"] = [draw(_number_value(pool)) for _ in range(draw(st.integers(1, 3)))]
     else:
@@ -447,11 +456,13 @@ def window(draw: st.DrawFn) -> dict[str, Any]:
         return {"between": [far_s, near_s]}
     if kind == "since":
         day = dt.date(2025, 10, 20) + dt.timedelta(days=draw(st.integers(0, 420)))
-        form = draw(st.integers(0, 2))
+        form = draw(st.integers(0, 3))
         if form == 0:
             return {"since": day}
         if form == 1:
             return {"since": day.isoformat()}
+        if form == 2:
+            return {"since": f"{day.isoformat()}T22:15:00+05:00"}
         return {"since": f"{day.isoformat()}T{draw(st.integers(0, 23)):02d}:30:00"}
     return {}
 
@@ -511,29 +522,31 @@ def sequence_cond(draw: st.DrawFn, env: Env) -> dict[str, Any]:
 
 
 @st.composite
-def ref_cond(draw: st.DrawFn, env: Env) -> dict[str, Any]:
+def ref_cond(draw: st.DrawFn, env: Env, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     key = draw(st.sampled_from(["in_segment", "not_in_segment"]))
-    return {key: draw(st.sampled_from(sorted(env.stored)))}
+    return {key: draw(st.sampled_from([*extra, *extra, *sorted(env.stored)]))}
 
 
-def leaf(env: Env) -> st.SearchStrategy[dict[str, Any]]:
+def leaf(env: Env, refs: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, Any]]:
     return st.one_of(
         attribute_cond(env),
         attribute_cond(env),
         events_cond(env),
         events_cond(env),
         sequence_cond(env),
-        ref_cond(env),
+        ref_cond(env, refs),
     )
 
 
-def rule(env: Env, depth: int = 3) -> st.SearchStrategy[dict[str, Any]]:
+def rule(env: Env, depth: int = 3, refs: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, Any]]:
+    """Nested all / any / not over leaves, ``depth`` levels at most (``refs``: unsaved
+    definitions that in_segment may also name)."""
     if depth == 0:
-        return leaf(env)
-    inner = rule(env, depth - 1)
+        return leaf(env, refs)
+    inner = rule(env, depth - 1, refs)
     return st.one_of(
-        leaf(env),
-        leaf(env),
+        leaf(env, refs),
+        leaf(env, refs),
         st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"all": xs}),
         st.lists(inner, min_size=1, max_size=3).map(lambda xs: {"any": xs}),
         inner.map(lambda x: {"not": x}),
@@ -553,6 +566,49 @@ def test_engine_matches_oracle(env: Env, data: st.DataObject) -> None:
     defn = parse({"name": CASE, "rule": r})
     env.ws.segments.validate(defn, others=env.stored)
     check_same(env, defn, as_of)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_one_query_for_many_segments_matches_oracle(env: Env, data: st.DataObject) -> None:
+    """The batch job's form: one query, one flag column per segment, segments referring to
+    each other (the shared event scan must keep each condition's flags apart)."""
+    defs: dict[str, SegmentDefinition] = {}
+    for i in range(data.draw(st.integers(2, 4), label="segments")):
+        name = f"prop_m{i}"
+        r = data.draw(rule(env, 2, tuple(defs)), label=name)
+        defs[name] = parse({"name": name, "rule": r})
+    as_of = data.draw(st.sampled_from(AS_OFS), label="as_of")
+    env.ws.segments.validate(list(defs.values()), others=env.stored)
+    known = {**env.stored, **defs}
+    extra = data.draw(st.lists(st.sampled_from(sorted(env.stored)), max_size=3, unique=True))
+    order = dependency_order(known, [*defs, *extra])
+    env.ws.segments.count(next(iter(defs.values())), as_of)  # prepares the in-memory tables
+    c = Compiler(
+        known,
+        as_of,
+        env.catalog,
+        events_table="__seg_events_mem",
+        profiles_table="__seg_profiles_mem",
+        dialect=env.ws.engine.dialect,
+    )
+    t = env.ws.engine.query(c.sql(c.query(order))).to_pandas()
+    want = reference.evaluate(known, order, env.profiles, env.events, as_of)
+    for i, name in enumerate(order):
+        flags = t[f"s{i}"].fillna(False).astype(bool)
+        got = set(t.loc[flags.to_numpy(), "profile_id"].astype(int))
+        if got != want[name]:
+            text = "\n".join(known[n].to_yaml() for n in order)
+            pytest.fail(
+                f"segment {name} at {as_of.isoformat()}: only in engine "
+                f"{sorted(got - want[name])[:8]}, only in oracle {sorted(want[name] - got)[:8]}"
+                f"\n{text}",
+                pytrace=False,
+            )
 
 
 @pytest.mark.parametrize("name", [d.name for d in load_folder(SEGMENTS_DIR)])
@@ -805,3 +861,17 @@ def test_edge_cases(env: Env, rule: dict[str, Any], as_of: dt.datetime, expected
     by_id = {v: k for k, v in env.edge.items()}
     assert {by_id[i] for i in got if i in by_id} == expected, defn.to_yaml()
     check_same(env, defn, as_of)
+
+
+def test_batch_run_matches_oracle(env: Env) -> None:
+    """``ws.segments.run`` (the batch job, every stored segment in one query) leaves the
+    oracle's members, at two successive times."""
+    for as_of in (AS_OFS[3], AS_OF):
+        env.ws.segments.run(as_of)
+        want = reference.evaluate(env.stored, sorted(env.stored), env.profiles, env.events, as_of)
+        for name in sorted(env.stored):
+            got = set(env.ws.segments.members(name)["profile_id"].astype(int))
+            assert got == want[name], (
+                f"{name} at {as_of.isoformat()}: only in engine {sorted(got - want[name])[:8]}, "
+                f"only in oracle {sorted(want[name] - got)[:8]}"
+            )

@@ -572,9 +572,13 @@ class _Parser:
             self.bad(f"{path}.{k}.op", f"{op} does not compare a {k}")
             return Aggregate()
         value = self.value(op, v, f"{path}.{k}")
-        for x in value if isinstance(value, tuple) else (value,):
+        nums = value if isinstance(value, tuple) else (value,)
+        for x in nums:
             if x is not None and (isinstance(x, bool) or not isinstance(x, int | float)):
                 self.bad(f"{path}.{k}.value", f"{k} is compared with numbers, not {x!r}")
+                return Aggregate()
+        if op == "between" and value is not None and value[0] > value[1]:
+            self.bad(f"{path}.{k}.value", f"between needs [low, high]; {value[0]} > {value[1]}")
         return Aggregate(k, fld, op, value)
 
     def events(self, data: Any, path: str) -> Events | None:

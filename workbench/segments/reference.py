@@ -46,7 +46,6 @@ from workbench.segments.model import (
     Not,
     SegmentDefinition,
     Sequence,
-    Step,
     Window,
     parse_duration,
     relative_time,
@@ -66,8 +65,9 @@ def kind_of(s: pd.Series) -> str:
         s: a profile attribute or event field column.
 
     Returns:
-        ``string``, ``number``, ``boolean``, ``date``, ``timestamp`` or ``array``
-        (``string`` when an object column holds no value at all).
+        ``string``, ``number``, ``boolean``, ``date``, ``timestamp`` or ``array``: an aware
+        datetime64 column is a timestamp, a naive one (or ``datetime.date`` objects) a date,
+        Decimal objects numbers; ``string`` when an object column holds no value at all.
     """
     dtype = s.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):
@@ -404,7 +404,8 @@ class _Evaluator:
         ev = self.events
         first = self._step_mask(s.first.types, s.first.where) & self._window_mask(s.window)
         a = ev.loc[first.to_numpy(), ["profile_id", "timestamp"]]
-        b = ev.loc[self._then_mask(s.then).to_numpy(), ["profile_id", "timestamp"]]
+        then = self._step_mask(s.then.types, s.then.where)
+        b = ev.loc[then.to_numpy(), ["profile_id", "timestamp"]]
         a = a.sort_values("timestamp", kind="stable").reset_index(drop=True)
         b = b.sort_values("timestamp", kind="stable").rename(columns={"timestamp": "then_ts"})
         b = b.assign(timestamp=b["then_ts"])
@@ -421,9 +422,6 @@ class _Evaluator:
         followed = _bool(nxt["then_ts"].notna() & (nxt["then_ts"] <= limit))
         ok = ~followed if s.then_absent else followed
         return self._per_profile(nxt.loc[ok.to_numpy(), "profile_id"])
-
-    def _then_mask(self, step: Step) -> pd.Series:
-        return self._step_mask(step.types, step.where)
 
     def segment(self, name: str) -> pd.Series:
         """Membership of a named segment (memoized)."""
