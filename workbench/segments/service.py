@@ -490,30 +490,31 @@ class Segments:
             eng.execute(f"CREATE OR REPLACE TEMP TABLE __seg_result AS {q}")
             timings["evaluate"] = time.perf_counter() - t
             t = time.perf_counter()
+            # memberships are keyed by (segment number, profile id): integer joins
+            names = (
+                "SELECT * FROM (VALUES "
+                + ", ".join(f"({lit(i)}, {lit(n)})" for i, n in enumerate(order))
+                + ") AS t(idx, segment)"
+            )
             new = " UNION ALL ".join(
-                f"SELECT {lit(n)} AS segment, profile_id FROM __seg_result WHERE {ident(f's{i}')}"
-                for i, n in enumerate(order)
+                f"SELECT {lit(i)} AS idx, profile_id FROM __seg_result WHERE {ident(f's{i}')}"
+                for i in range(len(order))
             )
             in_job = ", ".join(lit(n) for n in order)
-            keep_other = ""
-            if prev_exists:
-                alive = ", ".join(lit(n) for n in known) or "NULL"
-                keep_other = (
-                    f" UNION ALL SELECT * FROM __seg_prev WHERE segment NOT IN ({in_job}) "
-                    f"AND segment IN ({alive})"
-                )
             prev = (
-                f"(SELECT * FROM __seg_prev WHERE segment IN ({in_job}))"
+                f"(SELECT nm.idx, x.profile_id, x.status, x.since, x.exited_at "
+                f"FROM __seg_prev AS x JOIN ({names}) AS nm ON nm.segment = x.segment)"
                 if prev_exists
-                else "(SELECT NULL::VARCHAR AS segment, NULL::BIGINT AS profile_id, NULL::VARCHAR AS status, "
+                else "(SELECT NULL::INTEGER AS idx, NULL::BIGINT AS profile_id, NULL::VARCHAR AS status, "
                 "NULL::TIMESTAMPTZ AS since, NULL::TIMESTAMPTZ AS exited_at WHERE false)"
             )
             a = lit(as_of)
             cutoff = lit(as_of - dt.timedelta(days=ws.settings.membership_retention_days))
             member = "o.status IN ('realized', 'existing')"
-            merged = f"""
+            eng.execute(f"""
+                CREATE OR REPLACE TEMP TABLE __seg_merged AS
                 WITH n AS ({new}), o AS {prev}
-                SELECT coalesce(n.segment, o.segment) AS segment,
+                SELECT coalesce(n.idx, o.idx) AS idx,
                        coalesce(n.profile_id, o.profile_id) AS profile_id,
                        CASE WHEN n.profile_id IS NOT NULL AND {member} THEN 'existing'
                             WHEN n.profile_id IS NOT NULL THEN 'realized'
@@ -523,18 +524,42 @@ class Segments:
                             ELSE o.since END AS since,
                        CASE WHEN n.profile_id IS NOT NULL THEN NULL::TIMESTAMPTZ
                             WHEN {member} THEN {a}
-                            ELSE o.exited_at END AS exited_at,
-                       {a} AS updated_at,
-                       {lit(run_id)}::BIGINT AS run_id
-                FROM n FULL OUTER JOIN o ON n.segment = o.segment AND n.profile_id = o.profile_id
+                            ELSE o.exited_at END AS exited_at
+                FROM n FULL OUTER JOIN o ON n.idx = o.idx AND n.profile_id = o.profile_id
                 WHERE n.profile_id IS NOT NULL OR {member} OR o.exited_at > {cutoff}
-            """
-            table = eng.query(f"SELECT * FROM ({merged}){keep_other}")
+            """)
+            stats = eng.query(
+                "SELECT idx, "
+                "count(*) FILTER (WHERE status IN ('realized', 'existing')) AS size, "
+                "count(*) FILTER (WHERE status = 'realized') AS realized, "
+                "count(*) FILTER (WHERE status = 'existing') AS existing, "
+                f"count(*) FILTER (WHERE status = 'exited' AND exited_at = {a}) AS exited "
+                "FROM __seg_merged GROUP BY idx"
+            ).to_pylist()
+            changes = eng.query(
+                f"SELECT {lit(run_id)}::BIGINT AS run_id, {a} AS as_of, nm.segment, m.profile_id, "
+                f"m.status FROM __seg_merged AS m JOIN ({names}) AS nm ON nm.idx = m.idx "
+                f"WHERE m.status = 'realized' OR (m.status = 'exited' AND m.exited_at = {a})"
+            ).cast(CHANGE_SCHEMA)
+            keep_other = ""
+            if prev_exists:  # memberships of segments not in this job stay as they are
+                alive = ", ".join(lit(n) for n in known) or "NULL"
+                keep_other = (
+                    " UNION ALL SELECT segment, profile_id, status, since, exited_at, "
+                    f"updated_at, run_id FROM __seg_prev WHERE segment NOT IN ({in_job}) "
+                    f"AND segment IN ({alive})"
+                )
+            table = eng.query(
+                f"SELECT nm.segment, m.profile_id, m.status, m.since, m.exited_at, "
+                f"{a} AS updated_at, {lit(run_id)}::BIGINT AS run_id "
+                f"FROM __seg_merged AS m JOIN ({names}) AS nm ON nm.idx = m.idx{keep_other}"
+            )
             timings["statuses"] = time.perf_counter() - t
         finally:
             for v in views:
                 eng.unregister(v)
             eng.execute("DROP TABLE IF EXISTS __seg_result")
+            eng.execute("DROP TABLE IF EXISTS __seg_merged")
         t = time.perf_counter()
         table = table.cast(MEMBERSHIP_SCHEMA)
         meta = {"workbench.run_id": str(run_id), "workbench.as_of": as_of.isoformat()}
@@ -549,24 +574,6 @@ class Segments:
         ws.catalog.record_version(
             "segments/memberships", version, "segment_run", table.num_rows, None
         )
-        # changes: entries and exits of this run
-        eng.register("__seg_now", table)
-        try:
-            changes = eng.query(
-                f"SELECT {lit(run_id)}::BIGINT AS run_id, {a} AS as_of, segment, profile_id, status "
-                f"FROM __seg_now WHERE run_id = {lit(run_id)} AND "
-                f"(status = 'realized' OR (status = 'exited' AND exited_at = {a}))"
-            ).cast(CHANGE_SCHEMA)
-            stats = eng.query(
-                "SELECT segment, "
-                "count(*) FILTER (WHERE status IN ('realized', 'existing')) AS size, "
-                "count(*) FILTER (WHERE status = 'realized') AS realized, "
-                "count(*) FILTER (WHERE status = 'existing') AS existing, "
-                f"count(*) FILTER (WHERE status = 'exited' AND exited_at = {a}) AS exited "
-                f"FROM __seg_now WHERE segment IN ({in_job}) GROUP BY segment"
-            ).to_pylist()
-        finally:
-            eng.unregister("__seg_now")
         write_deltalake(
             ws.lake.path(*CHANGES),
             changes,
@@ -574,10 +581,10 @@ class Segments:
             commit_properties=CommitProperties(custom_metadata=meta),
         )
         timings["write"] = time.perf_counter() - t
-        by_name = {s["segment"]: s for s in stats}
+        by_idx = {s["idx"]: s for s in stats}
         results = []
-        for n in order:
-            s = by_name.get(n, {})
+        for i, n in enumerate(order):
+            s = by_idx.get(i, {})
             m = classify(known[n], known)
             results.append(
                 SegmentResult(
