@@ -75,6 +75,18 @@ def test_workspace_round_trip_on_each_catalog(catalog_url: str, tmp_path: Path) 
     again.profiles.build()
     assert again.profiles.get("phone:(212) 555-0142").attributes["city"] == "New York"
     assert [x.kind for x in again.catalog.list_builds()] == ["profiles", "identity"]
+    # segments, their runs and per-run results live in the same catalog
+    from workbench.segments import attr, segment
+
+    again.segments.add(segment("ny", attr("city") == "New York", description="d"))
+    again.segments.add(segment("ny", attr("city").isin(["New York", "Boston"])))
+    assert again.segments.info("ny").version == 2
+    run = again.segments.run("2026-12-01T00:00Z")
+    assert [(r.segment, r.size, r.realized) for r in run.results] == [("ny", 2, 2)]
+    run2 = again.segments.run("2026-12-02T00:00Z")
+    assert [(r.segment, r.size, r.existing) for r in run2.results] == [("ny", 2, 2)]
+    assert list(again.segments.history("ny")["size"]) == [2, 2]
+    assert again.segments.runs()[0].as_of.isoformat() == "2026-12-02T00:00:00+00:00"
     again.close()
 
 

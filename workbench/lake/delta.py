@@ -88,6 +88,17 @@ class Lake:
             return pads.dataset(table.file_uris(), schema=schema, format="parquet")
         return table.to_pyarrow_dataset()
 
+    def register(self, engine: Any, name: str, uri: str, version: int | None = None) -> None:
+        """Make one version of a table queryable in an engine under ``name`` (the engine's
+        native Parquet reader over the version's files when the table is local)."""
+        ds = self.snapshot(uri, version)
+        local = "://" not in uri or uri.startswith("file://")
+        files = list(ds.files) if local and isinstance(ds, pads.FileSystemDataset) else []
+        if local and files:
+            engine.register_parquet(name, files, ds)
+        else:
+            engine.register(name, ds)
+
     def version(self, uri: str) -> int:
         """The latest committed version."""
         return self.table(uri).version()

@@ -19,7 +19,7 @@ import duckdb
 import pyarrow as pa
 
 from workbench.errors import EngineError
-from workbench.lake.sql import ident
+from workbench.lake.sql import ident, lit
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,15 @@ class Engine(ABC):
     @abstractmethod
     def register_sql(self, name: str, sql: str) -> None:
         """Make the result of a query (e.g. a file scan) queryable under ``name``, lazily."""
+
+    def register_parquet(self, name: str, files: list[str], fallback: Any = None) -> None:
+        """Make Parquet files (a lake table version's file list) queryable under ``name``.
+
+        The default registers ``fallback`` (an Arrow dataset of the same files); engines
+        with a native Parquet reader scan the files themselves (projection, row-group
+        pruning by statistics, parallel decoding).
+        """
+        self.register(name, fallback)
 
     @abstractmethod
     def close(self) -> None:
@@ -152,6 +161,13 @@ class DuckDBEngine(Engine):
 
     def register_sql(self, name: str, sql: str) -> None:
         self.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {sql}")
+
+    def register_parquet(self, name: str, files: list[str], fallback: Any = None) -> None:
+        if not files:  # an empty table version: nothing for read_parquet to infer from
+            self.register(name, fallback)
+            return
+        paths = ", ".join(lit(f) for f in files)
+        self.register_sql(name, f"SELECT * FROM read_parquet([{paths}], union_by_name = true)")
 
     def unregister(self, name: str) -> None:
         with self._lock, contextlib.suppress(duckdb.Error):

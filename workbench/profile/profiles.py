@@ -341,6 +341,23 @@ class Profiles:
             )
         return self._ws.lake.snapshot(p)
 
+    def table_uri(self, policy: str | None = None) -> str:
+        """Where the profile table of a policy lives (it must have been built)."""
+        name, _ = self._policy(policy)
+        p = self._table_path(name)
+        if not self._ws.lake.exists(p):
+            raise NotFoundError(
+                f"no profiles built for policy {name!r}: run workbench profile build"
+            )
+        return p
+
+    def events_uri(self) -> str:
+        """Where the event history lives (it must have been built)."""
+        p = self._ws.lake.path(*EVENTS)
+        if not self._ws.lake.exists(p):
+            raise NotFoundError("no event history built: run workbench profile build")
+        return p
+
     def events_table(self) -> pads.Dataset:
         """The unified event history of every profile."""
         p = self._ws.lake.path(*EVENTS)

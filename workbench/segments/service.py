@@ -345,8 +345,8 @@ class Segments:
             return self._prepared
         eng = ws.engine
         t = time.perf_counter()
-        eng.register(_EVENTS_VIEW, ws.profiles.events_table())
-        eng.register(_PROFILES_VIEW, ws.profiles.table())
+        ws.lake.register(eng, _EVENTS_VIEW, ws.profiles.events_uri())
+        ws.lake.register(eng, _PROFILES_VIEW, ws.profiles.table_uri())
         try:
             # events ordered by type and time: a window or a type skips whole row groups
             eng.execute(
@@ -463,9 +463,10 @@ class Segments:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         views = [_EVENTS_VIEW, _PROFILES_VIEW]
-        eng.register(_PROFILES_VIEW, ws.profiles.table())
+        # the engine's own Parquet reader over each table version's files
+        ws.lake.register(eng, _PROFILES_VIEW, ws.profiles.table_uri())
         try:
-            eng.register(_EVENTS_VIEW, ws.profiles.events_table())
+            ws.lake.register(eng, _EVENTS_VIEW, ws.profiles.events_uri())
         except NotFoundError:
             eng.register_sql(
                 _EVENTS_VIEW,
@@ -475,7 +476,7 @@ class Segments:
         mem_path = ws.lake.path(*MEMBERSHIPS)
         prev_exists = ws.lake.exists(mem_path)
         if prev_exists:
-            eng.register("__seg_prev", ws.lake.snapshot(mem_path))
+            ws.lake.register(eng, "__seg_prev", mem_path)
             views.append("__seg_prev")
         try:
             comp = Compiler(
