@@ -298,7 +298,7 @@ class IdentityGraph:
         obs: list[pa.Table] = []
         for name, path, fields, tcol in self._sources():
             view = f"__id_src_{name}"
-            eng.register(view, ws.lake.snapshot(path))
+            ws.lake.register(eng, view, path)
             try:
                 since = int(watermark.get(name, 0))
                 where = f"WHERE _batch_id > {lit(since)}" if since else ""

@@ -94,10 +94,16 @@ class Lake:
         ds = self.snapshot(uri, version)
         local = "://" not in uri or uri.startswith("file://")
         files = list(ds.files) if local and isinstance(ds, pads.FileSystemDataset) else []
-        if local and files:
-            engine.register_parquet(name, files, ds)
-        else:
-            engine.register(name, ds)
+        if files:
+            # a column of the table's schema that no file holds yet (added by a schema
+            # evolution, no batch since) must still read as nulls: the Arrow dataset does that
+            have: set[str] = set()
+            for frag in ds.get_fragments():
+                have.update(frag.physical_schema.names)
+            if set(ds.schema.names) <= have:
+                engine.register_parquet(name, files, ds)
+                return
+        engine.register(name, ds)
 
     def version(self, uri: str) -> int:
         """The latest committed version."""

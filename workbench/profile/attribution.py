@@ -55,7 +55,7 @@ def row_profiles_sql(ws: Workspace) -> Iterator[tuple[str, str, str, str]]:
 
 def register_identities(ws: Workspace) -> None:
     """Register the latest identities table as :data:`IDENTITY_VIEW`."""
-    ws.engine.register(IDENTITY_VIEW, ws.lake.snapshot(ws.lake.path("identity", "identities")))
+    ws.lake.register(ws.engine, IDENTITY_VIEW, ws.lake.path("identity", "identities"))
 
 
 __all__ = ["IDENTITY_VIEW", "register_identities", "row_profiles_sql"]

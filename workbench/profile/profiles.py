@@ -129,7 +129,7 @@ class Profiles:
         classes = {d.name: ws.catalog.get_schema(d.schema_name) for d in ws.catalog.list_datasets()}
         try:
             for ds, sql, view, path in row_profiles_sql(ws):
-                eng.register(view, ws.lake.snapshot(path))
+                ws.lake.register(eng, view, path)
                 views.append(view)
                 sch = classes[ds]
                 if sch.cls is SchemaClass.PROFILE:
