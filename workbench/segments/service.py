@@ -470,8 +470,8 @@ class Segments:
         except NotFoundError:
             eng.register_sql(
                 _EVENTS_VIEW,
-                "SELECT NULL::BIGINT AS profile_id, NULL::VARCHAR AS event_type, "
-                "NULL::TIMESTAMPTZ AS timestamp WHERE false",
+                "SELECT CAST(NULL AS BIGINT) AS profile_id, CAST(NULL AS VARCHAR) AS event_type, "
+                "CAST(NULL AS TIMESTAMPTZ) AS timestamp WHERE false",
             )
         mem_path = ws.lake.path(*MEMBERSHIPS)
         prev_exists = ws.lake.exists(mem_path)
@@ -506,8 +506,8 @@ class Segments:
                 f"(SELECT nm.idx, x.profile_id, x.status, x.since, x.exited_at "
                 f"FROM __seg_prev AS x JOIN ({names}) AS nm ON nm.segment = x.segment)"
                 if prev_exists
-                else "(SELECT NULL::INTEGER AS idx, NULL::BIGINT AS profile_id, NULL::VARCHAR AS status, "
-                "NULL::TIMESTAMPTZ AS since, NULL::TIMESTAMPTZ AS exited_at WHERE false)"
+                else "(SELECT CAST(NULL AS INTEGER) AS idx, CAST(NULL AS BIGINT) AS profile_id, CAST(NULL AS VARCHAR) AS status, "
+                "CAST(NULL AS TIMESTAMPTZ) AS since, CAST(NULL AS TIMESTAMPTZ) AS exited_at WHERE false)"
             )
             a = lit(as_of)
             cutoff = lit(as_of - dt.timedelta(days=ws.settings.membership_retention_days))
@@ -523,7 +523,7 @@ class Segments:
                        CASE WHEN n.profile_id IS NOT NULL AND {member} THEN o.since
                             WHEN n.profile_id IS NOT NULL THEN {a}
                             ELSE o.since END AS since,
-                       CASE WHEN n.profile_id IS NOT NULL THEN NULL::TIMESTAMPTZ
+                       CASE WHEN n.profile_id IS NOT NULL THEN CAST(NULL AS TIMESTAMPTZ)
                             WHEN {member} THEN {a}
                             ELSE o.exited_at END AS exited_at
                 FROM n FULL OUTER JOIN o ON n.idx = o.idx AND n.profile_id = o.profile_id
@@ -538,7 +538,7 @@ class Segments:
                 "FROM __seg_merged GROUP BY idx"
             ).to_pylist()
             changes = eng.query(
-                f"SELECT {lit(run_id)}::BIGINT AS run_id, {a} AS as_of, nm.segment, m.profile_id, "
+                f"SELECT CAST({lit(run_id)} AS BIGINT) AS run_id, {a} AS as_of, nm.segment, m.profile_id, "
                 f"m.status FROM __seg_merged AS m JOIN ({names}) AS nm ON nm.idx = m.idx "
                 f"WHERE m.status = 'realized' OR (m.status = 'exited' AND m.exited_at = {a})"
             ).cast(CHANGE_SCHEMA)
@@ -552,7 +552,7 @@ class Segments:
                 )
             table = eng.query(
                 f"SELECT nm.segment, m.profile_id, m.status, m.since, m.exited_at, "
-                f"{a} AS updated_at, {lit(run_id)}::BIGINT AS run_id "
+                f"{a} AS updated_at, CAST({lit(run_id)} AS BIGINT) AS run_id "
                 f"FROM __seg_merged AS m JOIN ({names}) AS nm ON nm.idx = m.idx{keep_other}"
             )
             timings["statuses"] = time.perf_counter() - t
