@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as pads
 
+from workbench.activation.service import Activation
 from workbench.catalog.store import BatchInfo, Catalog, DatasetInfo
 from workbench.errors import (
     AlreadyExistsError,
@@ -58,6 +59,7 @@ class Workspace:
         self.identity = IdentityGraph(self)
         self.profiles = Profiles(self)
         self.segments = Segments(self)
+        self.activation = Activation(self)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped when the catalog's tables change; stored in ``catalog_meta``.
-CATALOG_VERSION = 2
+CATALOG_VERSION = 3
 
 
 def utcnow() -> dt.datetime:
@@ -211,13 +211,46 @@ class SegmentResultRow(Base):
     exited: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class DestinationRow(Base):
+    """A destination's definition (secrets are never stored: only where they come from)."""
+
+    __tablename__ = "destinations"
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ActivationRow(Base):
+    """One export of one segment to one destination at one ``as_of``."""
+
+    __tablename__ = "activations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(63), index=True)
+    segment: Mapped[str] = mapped_column(String(63), index=True)
+    as_of: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    mode: Mapped[str] = mapped_column(String(16))  # full | incremental
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | success | failed
+    segment_run_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    manifest: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
 __all__ = [
     "CATALOG_VERSION",
+    "ActivationRow",
     "Base",
     "BatchRow",
     "BuildRow",
     "CatalogMeta",
     "DatasetRow",
+    "DestinationRow",
     "NamespaceRow",
     "SchemaRow",
     "SchemaVersionRow",

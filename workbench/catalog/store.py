@@ -20,11 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.catalog.models import (
     CATALOG_VERSION,
+    ActivationRow,
     Base,
     BatchRow,
     BuildRow,
     CatalogMeta,
     DatasetRow,
+    DestinationRow,
     NamespaceRow,
     SchemaRow,
     SchemaVersionRow,
@@ -149,6 +151,50 @@ class SegmentRunInfo:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class ActivationInfo:
+    """One activation as recorded in the catalog."""
+
+    id: int
+    destination: str
+    segment: str
+    as_of: dt.datetime
+    mode: str
+    status: str
+    segment_run_id: int | None
+    counts: dict[str, Any]
+    files: list[dict[str, Any]]
+    manifest: str | None
+    error: str | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def _activation_info(r: ActivationRow) -> ActivationInfo:
+    return ActivationInfo(
+        r.id,
+        r.destination,
+        r.segment,
+        r.as_of,
+        r.mode,
+        r.status,
+        r.segment_run_id,
+        dict(r.counts or {}),
+        list(r.files or []),
+        r.manifest,
+        r.error,
+        r.started_at,
+        r.finished_at,
+    )
 
 
 def _segment_info(r: SegmentRow) -> SegmentInfo:
@@ -647,6 +693,95 @@ class Catalog:
         with self.session() as s:
             return [{c: getattr(r, c) for c in cols} for r in s.scalars(q)]
 
+    # ------------------------------------------------------------------ destinations
+    def put_destination(self, name: str, type_: str, definition: dict[str, Any]) -> str:
+        """Add or update a destination; returns ``added`` / ``updated`` / ``unchanged``."""
+        with self.session() as s:
+            row = s.get(DestinationRow, name)
+            if row is None:
+                s.add(DestinationRow(name=name, type=type_, definition=definition))
+                return "added"
+            if row.definition == definition:
+                return "unchanged"
+            row.definition = definition
+            row.type = type_
+            row.version += 1
+            row.updated_at = utcnow()
+            return "updated"
+
+    def get_destination(self, name: str) -> dict[str, Any]:
+        """A destination's stored definition."""
+        with self.session() as s:
+            row = s.get(DestinationRow, name)
+            if row is None:
+                raise NotFoundError(f"no destination named {name!r}")
+            return dict(row.definition)
+
+    def list_destinations(self) -> list[tuple[str, str, int, dict[str, Any]]]:
+        """(name, type, version, definition) of every destination."""
+        with self.session() as s:
+            rows = s.scalars(select(DestinationRow).order_by(DestinationRow.name))
+            return [(r.name, r.type, r.version, dict(r.definition)) for r in rows]
+
+    def delete_destination(self, name: str) -> None:
+        """Remove a destination (its activations stay)."""
+        with self.session() as s:
+            row = s.get(DestinationRow, name)
+            if row is None:
+                raise NotFoundError(f"no destination named {name!r}")
+            s.delete(row)
+
+    def start_activation(
+        self, destination: str, segment: str, as_of: dt.datetime, mode: str, run_id: int | None
+    ) -> int:
+        """Record an activation as running; returns its id."""
+        with self.session() as s:
+            row = ActivationRow(
+                destination=destination,
+                segment=segment,
+                as_of=as_of,
+                mode=mode,
+                status="running",
+                segment_run_id=run_id,
+                counts={},
+                files=[],
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def finish_activation(self, activation_id: int, **values: Any) -> ActivationInfo:
+        """Close an activation with its status, counts, files, manifest or error."""
+        with self.session() as s:
+            row = s.get(ActivationRow, activation_id)
+            if row is None:
+                raise NotFoundError(f"no activation {activation_id}")
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.finished_at = utcnow()
+            return _activation_info(row)
+
+    def list_activations(
+        self,
+        destination: str | None = None,
+        segment: str | None = None,
+        status: str | None = None,
+        as_of: dt.datetime | None = None,
+        limit: int = 50,
+    ) -> list[ActivationInfo]:
+        """Activations, newest first."""
+        q = select(ActivationRow).order_by(ActivationRow.id.desc()).limit(limit)
+        if destination is not None:
+            q = q.where(ActivationRow.destination == destination)
+        if segment is not None:
+            q = q.where(ActivationRow.segment == segment)
+        if status is not None:
+            q = q.where(ActivationRow.status == status)
+        if as_of is not None:
+            q = q.where(ActivationRow.as_of == as_of)
+        with self.session() as s:
+            return [_activation_info(r) for r in s.scalars(q)]
+
     # ------------------------------------------------------------------ table versions
     def record_version(
         self, table_name: str, version: int, operation: str, rows: int, batch_id: int | None
@@ -713,4 +848,12 @@ def _with_version(schema: Schema, version: int) -> Schema:
     return replace(schema, version=version)
 
 
-__all__ = ["BatchInfo", "BuildInfo", "Catalog", "DatasetInfo", "SegmentInfo", "SegmentRunInfo"]
+__all__ = [
+    "ActivationInfo",
+    "BatchInfo",
+    "BuildInfo",
+    "Catalog",
+    "DatasetInfo",
+    "SegmentInfo",
+    "SegmentRunInfo",
+]

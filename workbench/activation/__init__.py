@@ -1,0 +1,24 @@
+"""Activation: destinations, consent and governance, file exports, streaming deliveries."""
+
+from workbench.activation.destinations import (
+    MARKETING_ACTIONS,
+    TYPES,
+    Destination,
+    load,
+    load_folder,
+    parse,
+)
+from workbench.activation.service import Activation, ActivationResult, Counts, Preview
+
+__all__ = [
+    "MARKETING_ACTIONS",
+    "TYPES",
+    "Activation",
+    "ActivationResult",
+    "Counts",
+    "Destination",
+    "Preview",
+    "load",
+    "load_folder",
+    "parse",
+]
