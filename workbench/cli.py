@@ -852,6 +852,154 @@ def segment_runs(limit: int, workspace: Path) -> None:
     console.print(_table(None, ["run", "as of", "status", "segments", "took", "error"], rows))
 
 
+# ---------------------------------------------------------------------- activation
+@main.group()
+def activate() -> None:
+    """Destinations and exports (activation)."""
+
+
+@activate.command("add")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_workspace_option
+def activate_add(paths: tuple[Path, ...], workspace: Path) -> None:
+    """Check and store destinations (YAML files or folders such as destinations/)."""
+    ws = _open(workspace)
+    rows = [[n, action] for n, action in ws.activation.add(list(paths))]
+    console.print(_table(None, ["destination", ""], rows))
+
+
+@activate.command("list")
+@_workspace_option
+def activate_list(workspace: Path) -> None:
+    """Stored destinations."""
+    ws = _open(workspace)
+    rows = []
+    for d in ws.activation.list():
+        if d.schedule.daily_at:
+            sched = f"daily {d.schedule.daily_at}"
+        elif d.schedule.every_hours:
+            sched = f"every {d.schedule.every_hours} h"
+        else:
+            sched = ""
+        rows.append([d.name, d.type, d.mode, d.marketing_action, sched, ", ".join(d.segments)])
+    console.print(
+        _table(None, ["destination", "type", "mode", "action", "schedule", "segments"], rows)
+    )
+
+
+@activate.command("preview")
+@click.argument("destination")
+@click.argument("segment_name", metavar="SEGMENT")
+@click.option("--as-of", "as_of", default=None, help="Evaluation time (default now).")
+@click.option("--rows", default=5, show_default=True)
+@_workspace_option
+def activate_preview(
+    destination: str, segment_name: str, as_of: str | None, rows: int, workspace: Path
+) -> None:
+    """What an export would send (counts by reason, first rows as written), sending nothing."""
+    ws = _open(workspace)
+    p = ws.activation.preview(destination, segment_name, as_of, rows)
+    console.print(str(p), highlight=False)
+    if p.blocked_by:
+        console.print(f"blocked by governance: {'; '.join(p.blocked_by)}", highlight=False)
+    elif not p.rows.empty:
+        cols = [str(c) for c in p.rows.columns]
+        console.print(
+            _table("first rows, as they will be written", cols, p.rows.astype(str).values.tolist())
+        )
+
+
+@activate.command("run")
+@click.argument("destination")
+@click.option("--as-of", "as_of", required=True, help="Evaluation time, ISO (2026-12-01T06:00Z).")
+@click.option("--segments", "names", default=None, help="Comma-separated (default: all mapped).")
+@_workspace_option
+def activate_run(destination: str, as_of: str, names: str | None, workspace: Path) -> None:
+    """Export each mapped segment's members to the destination."""
+    ws = _open(workspace)
+    selected = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    results = ws.activation.run(destination, as_of, selected)
+    rows = []
+    for r in results:
+        c = r.counts
+        rows.append(
+            [
+                r.segment, r.status, r.mode, _fmt_int(c.eligible), _fmt_int(c.exported),
+                _fmt_int(c.skipped_no_identity), _fmt_int(c.skipped_no_consent), _fmt_int(c.blocked),
+                "\n".join(f.get("path", f.get("name", "")) for f in r.files),
+            ]
+        )  # fmt: skip
+    console.print(
+        _table(
+            f"{destination} as of {as_of}",
+            [
+                "segment",
+                "status",
+                "mode",
+                "eligible",
+                "exported",
+                "no identity",
+                "no consent",
+                "blocked",
+                "files",
+            ],
+            rows,
+        )
+    )
+    if any(r.status == "failed" for r in results):
+        sys.exit(2)
+
+
+@activate.command("status")
+@click.option("--destination", default=None)
+@click.option("--limit", default=30, show_default=True)
+@_workspace_option
+def activate_status(destination: str | None, limit: int, workspace: Path) -> None:
+    """Recent activations with counts and files."""
+    ws = _open(workspace)
+    rows = []
+    for a in ws.activation.status(destination, limit):
+        c = a.counts
+        rows.append(
+            [
+                a.id, a.destination, a.segment, a.as_of.isoformat(), a.status, a.mode,
+                _fmt_int(c.get("exported")), _fmt_int(c.get("skipped_no_consent")),
+                _fmt_int(c.get("blocked")), len(a.files), (a.error or "")[:60],
+            ]
+        )  # fmt: skip
+    console.print(
+        _table(
+            None,
+            [
+                "id",
+                "destination",
+                "segment",
+                "as of",
+                "status",
+                "mode",
+                "exported",
+                "no consent",
+                "blocked",
+                "files",
+                "error",
+            ],
+            rows,
+        )
+    )
+
+
+@activate.command("retry")
+@click.argument("destination")
+@_workspace_option
+def activate_retry(destination: str, workspace: Path) -> None:
+    """Replay a streaming destination's dead-lettered deliveries."""
+    from workbench.activation.streaming import retry
+
+    ws = _open(workspace)
+    out = retry(ws, destination)
+    console.print(", ".join(f"{k}: {v}" for k, v in out.items()), highlight=False)
+
+
 # ---------------------------------------------------------------------- sample + demo
 @main.command()
 @click.option("--persons", default=10_000, show_default=True, type=int)
