@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     seg.add_argument("--persons", type=int, default=1_000_000)
     seg.add_argument("--reps", type=int, default=3)
     seg.add_argument("--no-baseline", action="store_true")
+    act = sub.add_parser(
+        "activation", parents=[common], help="export of a 1M audience, incremental export"
+    )
+    act.add_argument("--persons", type=int, default=1_000_000)
+    act.add_argument("--reps", type=int, default=3)
     gen = sub.add_parser("generate", parents=[common], help="time the sample generator")
     gen.add_argument("--persons", type=int, default=1_000_000)
     a = p.parse_args(argv)
@@ -45,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.segments import run as run_seg
 
         rep = run_seg(a.persons, reps=a.reps, baseline=not a.no_baseline)
+    elif what == "activation":
+        from bench.activation import run as run_act
+
+        rep = run_act(a.persons, reps=a.reps)
     elif what == "generate":
         from bench.generate import run as run_gen
 
