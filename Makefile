@@ -17,7 +17,7 @@ help:
 	@echo "Audience Workbench"
 	@echo ""
 	@echo "  make setup       install system packages (postgresql, sshd, ...) and .venv"
-	@echo "  make test        setup, start PostgreSQL, ruff check, pytest (PYTEST_ARGS=...)"
+	@echo "  make test        setup, start PostgreSQL and sshd, ruff check, pytest (PYTEST_ARGS=...)"
 	@echo "  make test-fast   same, without tests marked slow"
 	@echo "  make demo        generate the sample brand and ingest it (PERSONS=$(PERSONS))"
 	@echo "  make bench       run the benchmarks (BENCH_ARGS=...)"
@@ -46,5 +46,8 @@ lint: setup
 clean:
 	@for d in .ci/state/pg .ci/state/pg-*; do \
 	  if [ -d "$$d" ]; then bash scripts/pg.sh stop "$$d" || true; fi; \
+	done
+	@for d in .ci/state/sshd .ci/state/sshd-*; do \
+	  if [ -d "$$d" ]; then bash scripts/sshd.sh stop "$$d" || true; fi; \
 	done
 	rm -rf data/sample data/workspace .ci/state

@@ -179,7 +179,6 @@ CONF
 privsep_dir() {
   [ "$(id -u)" -eq 0 ] || return 0
   local d
-  d="$("$SSHD" -T -f "$CONFIG" -o "PidFile=none" 2>/dev/null | awk '$1 == "chrootdirectory" {next} END {}' || true)"
   for d in /run/sshd /var/run/sshd; do
     if [ -d "$(dirname "$d")" ] && [ ! -d "$d" ]; then
       mkdir -p "$d"

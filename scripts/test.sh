@@ -29,13 +29,18 @@ if command -v flock >/dev/null 2>&1; then
     log "another test run holds $STATE/pg: using a private cluster in $PG_DIR"
   fi
 fi
+# sshd for the sftp:// tests (scripts/sshd.sh) follows the same lock: shared .ci/state/sshd,
+# or a private one when another run holds it.
+SSHD_DIR="$STATE/sshd"
+if [ "$PG_PRIVATE" -eq 1 ]; then SSHD_DIR="$STATE/sshd-$$"; fi
 
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   scripts/pg.sh stop "$PG_DIR" 9>&- >/dev/null || log "WARNING: could not stop PostgreSQL in $PG_DIR"
-  if [ "$PG_PRIVATE" -eq 1 ]; then rm -rf "$PG_DIR"; fi
+  bash scripts/sshd.sh stop "$SSHD_DIR" 9>&- >/dev/null || log "WARNING: could not stop sshd in $SSHD_DIR"
+  if [ "$PG_PRIVATE" -eq 1 ]; then rm -rf "$PG_DIR" "$SSHD_DIR"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -48,6 +53,18 @@ if PG_URL="$(scripts/pg.sh start "$PG_DIR" 9>&-)"; then
 else
   unset WORKBENCH_TEST_POSTGRES_URL
   log "WARNING: PostgreSQL did not start: tests that need it will fail in CI, skip elsewhere"
+fi
+
+# --- sshd (SFTP) -------------------------------------------------------------
+if SFTP_URL="$(bash scripts/sshd.sh start "$SSHD_DIR" 9>&-)"; then
+  export WORKBENCH_TEST_SFTP_URL="$SFTP_URL"
+  WORKBENCH_TEST_SFTP_KEY="$(sed -n 's/^WORKBENCH_TEST_SFTP_KEY=//p' "$SSHD_DIR/env")"
+  WORKBENCH_TEST_SFTP_ROOT="$(sed -n 's/^WORKBENCH_TEST_SFTP_ROOT=//p' "$SSHD_DIR/env")"
+  export WORKBENCH_TEST_SFTP_KEY WORKBENCH_TEST_SFTP_ROOT
+  log "sshd: $SFTP_URL (export dir: $WORKBENCH_TEST_SFTP_ROOT)"
+else
+  unset WORKBENCH_TEST_SFTP_URL WORKBENCH_TEST_SFTP_KEY WORKBENCH_TEST_SFTP_ROOT
+  log "WARNING: sshd did not start: tests that need it will fail in CI, skip elsewhere"
 fi
 
 status=0

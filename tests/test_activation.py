@@ -334,3 +334,58 @@ def test_sample_destinations_are_valid(tmp_path) -> None:
 
     ds = load_folder(Path(__file__).parents[1] / "destinations")
     assert {d.type for d in ds} >= {"email", "sms", "social", "advertising", "file"}
+
+
+@pytest.mark.sftp
+def test_sftp_file_drop_against_the_real_server(aws, sftp_server) -> None:  # type: ignore[no-untyped-def]
+    sub = sftp_server.root / "act"
+    url = f"sftp://{sftp_server.username}@{sftp_server.host}:{sftp_server.port}{sub}"
+    aws.activation.add(
+        dest(
+            "sftp_drop",
+            "file",
+            url,
+            ["gold_or_platinum"],
+            consent="none",
+            conn={"key_file": str(sftp_server.key_file)},
+        )
+    )
+    (r,) = aws.activation.run("sftp_drop", AS_OF)
+    assert r.status == "success"
+    local = sub / "sftp_drop_gold_or_platinum_20261201_000000.csv"
+    assert sorted(read_csv(local)["crm_id"]) == ["C1", "C2"]
+    man = json.loads((sub / "sftp_drop_gold_or_platinum_20261201_000000.manifest.json").read_text())
+    assert man["files"][0]["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert not [p for p in sub.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_s3_file_drop(aws, s3_server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TEST_S3_KEY", s3_server.key)
+    monkeypatch.setenv("TEST_S3_SECRET", s3_server.secret)
+    aws.activation.add(
+        dest(
+            "s3_drop", "file", f"s3://{s3_server.bucket}/activation-test", ["gold_or_platinum"],
+            consent="none",
+            conn={
+                "format": "parquet", "endpoint_url": s3_server.endpoint_url, "region": s3_server.region,
+                "access_key_env": "TEST_S3_KEY", "secret_key_env": "TEST_S3_SECRET",
+            },
+        )
+    )  # fmt: skip
+    (r,) = aws.activation.run("s3_drop", AS_OF)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server.storage_options)
+    key = f"{s3_server.bucket}/activation-test/s3_drop_gold_or_platinum_20261201_000000.parquet"
+    with fs.open(key, "rb") as f:
+        assert sorted(pq.read_table(f).column("crm_id").to_pylist()) == ["C1", "C2"]
+    names = sorted(p.rsplit("/", 1)[1] for p in fs.ls(f"{s3_server.bucket}/activation-test"))
+    assert names == [
+        "s3_drop_gold_or_platinum_20261201_000000.manifest.json",
+        "s3_drop_gold_or_platinum_20261201_000000.parquet",
+    ]
+    assert r.files[0]["path"] == key
+    # the destination stores where the secrets come from, never their values
+    assert (
+        aws.catalog.get_destination("s3_drop")["connection"]["secret_key_env"] == "TEST_S3_SECRET"
+    )
