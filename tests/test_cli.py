@@ -204,3 +204,42 @@ def test_cli_segments(tmp_path: Path) -> None:
     assert "rule.all[1].events.within" in r.stderr
     r = wb("profile", "show", "--identity", "crm_id:C00000001", *w, cwd=tmp_path)
     assert r.returncode == 0 and ("segment memberships" in r.stdout)
+
+
+def test_cli_activation(tmp_path: Path) -> None:
+    w = ["-w", str(tmp_path / "ws")]
+    root = Path(__file__).parents[1]
+    r = wb(
+        "demo", "--persons", "1500", "--sample-dir", str(tmp_path / "sample"),
+        "--segments-dir", str(root / "segments"), "--destinations-dir", str(root / "destinations"),
+        *w, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "activations (files under" in r.stdout and "blocked by governance" in r.stdout
+    assert list((tmp_path / "ws" / "exports" / "email").glob("newsletter_email_*.csv"))
+    r = wb("activate", "list", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "newsletter_email" in r.stdout and "daily 06:30" in r.stdout
+    r = wb(
+        "activate",
+        "preview",
+        "ads_customer_match",
+        "vip_at_risk",
+        "--as-of",
+        "2026-12-01T00:00Z",
+        *w,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "eligible" in r.stdout and "first rows, as they will be written" in r.stdout
+    r = wb("activate", "run", "newsletter_email", "--as-of", "2026-12-01T00:00Z", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "already_delivered" in r.stdout
+    r = wb("activate", "status", *w, cwd=tmp_path)
+    assert r.returncode == 0 and "success" in r.stdout and "blocked" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\ntype: social\nconnection: {url: out, password: x}\nsegments: [vip_at_risk]\n"
+        "mapping: {birth_date: dob}\n"
+    )
+    r = wb("activate", "add", str(bad), *w, cwd=tmp_path)
+    assert r.returncode == 2
+    assert "connection.password" in r.stderr

@@ -1071,12 +1071,26 @@ def _parse_time(value: str) -> dt.datetime:
     type=click.Path(file_okay=False, path_type=Path),
     help="Segment definitions to add and run (skipped when the folder is missing).",
 )
+@click.option(
+    "--destinations-dir",
+    default="destinations",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Destinations to add; the local-folder ones are exported to (skipped when missing).",
+)
 @_workspace_option
 def demo(
-    persons: int, seed: int, sample_dir: Path, fresh: bool, segments_dir: Path, workspace: Path
+    persons: int,
+    seed: int,
+    sample_dir: Path,
+    fresh: bool,
+    segments_dir: Path,
+    destinations_dir: Path,
+    workspace: Path,
 ) -> None:
     """Generate the sample brand, create a workspace, ingest it all, stitch identities,
-    build profiles, add the segments of segments/ and run the batch segment job."""
+    build profiles, add the segments of segments/, run the batch segment job and export to
+    the local file destinations of destinations/."""
     import shutil
 
     from workbench.sample import SampleManifest
@@ -1155,6 +1169,36 @@ def demo(
         with console.status("running the batch segment job..."):
             run = ws.segments.run(as_of)
         _print_run(run)
+        if destinations_dir.is_dir():
+            ws.activation.add(destinations_dir)
+            rows = []
+            with console.status("exporting to the file destinations..."):
+                for d in ws.activation.list():
+                    if not d.kind.files or "://" in d.url:
+                        continue  # the demo only writes to local folders
+                    for r in ws.activation.run(d.name, as_of):
+                        rows.append(
+                            [
+                                d.name, r.segment, r.status, _fmt_int(r.counts.exported),
+                                _fmt_int(r.counts.skipped_no_consent), _fmt_int(r.counts.blocked),
+                                Path(r.files[0]["path"]).name if r.files else (r.error or ""),
+                            ]
+                        )  # fmt: skip
+            console.print(
+                _table(
+                    f"activations (files under {ws.path / 'exports'}/<destination folder>)",
+                    [
+                        "destination",
+                        "segment",
+                        "status",
+                        "exported",
+                        "no consent",
+                        "blocked",
+                        "file",
+                    ],
+                    rows,
+                )
+            )
     console.print(
         f"try: workbench profile show --identity crm_id:C00000001 -w {workspace}\n"
         f"     workbench identity evaluate --truth {sample_dir / 'truth'} -w {workspace}\n"

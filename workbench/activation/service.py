@@ -75,6 +75,8 @@ class Counts:
     skipped_no_identity: int = 0
     skipped_no_consent: int = 0
     blocked: int = 0
+    #: streaming destinations: changes whose batch went to the dead-letter table
+    dead_lettered: int = 0
 
 
 @dataclass

@@ -242,9 +242,27 @@ class ActivationRow(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
+class AudienceSyncRow(Base):
+    """A segment shared with an external audience manager: the remote audience it confirmed,
+    for which segment version, and the segment run whose memberships it last received."""
+
+    __tablename__ = "audience_syncs"
+    __table_args__ = (UniqueConstraint("destination", "segment"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(63), index=True)
+    segment: Mapped[str] = mapped_column(String(63))
+    remote_id: Mapped[str] = mapped_column(String(255))
+    segment_version: Mapped[int] = mapped_column(Integer)
+    confirmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: None until the first membership push for this remote audience
+    memberships_run_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 __all__ = [
     "CATALOG_VERSION",
     "ActivationRow",
+    "AudienceSyncRow",
     "Base",
     "BatchRow",
     "BuildRow",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from workbench.catalog.models import (
     CATALOG_VERSION,
     ActivationRow,
+    AudienceSyncRow,
     Base,
     BatchRow,
     BuildRow,
@@ -194,6 +195,31 @@ def _activation_info(r: ActivationRow) -> ActivationInfo:
         r.error,
         r.started_at,
         r.finished_at,
+    )
+
+
+@dataclass(frozen=True)
+class AudienceSyncInfo:
+    """A segment confirmed by an external audience manager (``audience_syncs``)."""
+
+    destination: str
+    segment: str
+    remote_id: str
+    segment_version: int
+    confirmed_at: dt.datetime
+    memberships_run_id: int | None
+    updated_at: dt.datetime
+
+
+def _audience_sync_info(r: AudienceSyncRow) -> AudienceSyncInfo:
+    return AudienceSyncInfo(
+        r.destination,
+        r.segment,
+        r.remote_id,
+        r.segment_version,
+        r.confirmed_at,
+        r.memberships_run_id,
+        r.updated_at,
     )
 
 
@@ -782,6 +808,70 @@ class Catalog:
         with self.session() as s:
             return [_activation_info(r) for r in s.scalars(q)]
 
+    # ------------------------------------------------------------------ streaming deliveries
+    def get_activation(self, activation_id: int) -> ActivationInfo:
+        """One activation by id."""
+        with self.session() as s:
+            row = s.get(ActivationRow, activation_id)
+            if row is None:
+                raise NotFoundError(f"no activation {activation_id}")
+            return _activation_info(row)
+
+    def get_audience_sync(self, destination: str, segment: str) -> AudienceSyncInfo | None:
+        """The confirmed sync of a segment with an audience manager, if any."""
+        with self.session() as s:
+            row = s.scalars(
+                select(AudienceSyncRow).where(
+                    AudienceSyncRow.destination == destination, AudienceSyncRow.segment == segment
+                )
+            ).first()
+            return None if row is None else _audience_sync_info(row)
+
+    def confirm_audience_sync(
+        self, destination: str, segment: str, remote_id: str, segment_version: int
+    ) -> AudienceSyncInfo:
+        """Record that the audience manager confirmed a segment (version); a new remote id
+        starts its membership history over (the next push sends every member)."""
+        now = utcnow()
+        with self.session() as s:
+            row = s.scalars(
+                select(AudienceSyncRow).where(
+                    AudienceSyncRow.destination == destination, AudienceSyncRow.segment == segment
+                )
+            ).first()
+            if row is None:
+                row = AudienceSyncRow(destination=destination, segment=segment)
+                s.add(row)
+            if row.remote_id != remote_id:
+                row.memberships_run_id = None
+            row.remote_id = remote_id
+            row.segment_version = segment_version
+            row.confirmed_at = now
+            row.updated_at = now
+            s.flush()
+            return _audience_sync_info(row)
+
+    def set_audience_sync_run(self, destination: str, segment: str, run_id: int) -> None:
+        """The segment run whose memberships the audience manager has now received."""
+        with self.session() as s:
+            row = s.scalars(
+                select(AudienceSyncRow).where(
+                    AudienceSyncRow.destination == destination, AudienceSyncRow.segment == segment
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(f"segment {segment!r} is not synced to {destination!r}")
+            row.memberships_run_id = run_id
+            row.updated_at = utcnow()
+
+    def list_audience_syncs(self, destination: str | None = None) -> list[AudienceSyncInfo]:
+        """Confirmed audience-manager syncs, by destination and segment."""
+        q = select(AudienceSyncRow).order_by(AudienceSyncRow.destination, AudienceSyncRow.segment)
+        if destination is not None:
+            q = q.where(AudienceSyncRow.destination == destination)
+        with self.session() as s:
+            return [_audience_sync_info(r) for r in s.scalars(q)]
+
     # ------------------------------------------------------------------ table versions
     def record_version(
         self, table_name: str, version: int, operation: str, rows: int, batch_id: int | None
@@ -850,6 +940,7 @@ def _with_version(schema: Schema, version: int) -> Schema:
 
 __all__ = [
     "ActivationInfo",
+    "AudienceSyncInfo",
     "BatchInfo",
     "BuildInfo",
     "Catalog",
