@@ -1000,6 +1000,161 @@ def activate_retry(destination: str, workspace: Path) -> None:
     console.print(", ".join(f"{k}: {v}" for k, v in out.items()), highlight=False)
 
 
+# ---------------------------------------------------------------------- jobs and schedule
+@main.group()
+def jobs() -> None:
+    """Job notebooks executed by papermill, and their history."""
+
+
+@jobs.command("run")
+@click.argument("job")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    nargs=2,
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A parameter (repeatable).",
+)
+@click.option("--retries", type=int, default=None, help="Override the job's retries.")
+@click.option("--timeout", "timeout_s", type=int, default=None, help="Seconds per cell.")
+@_workspace_option
+def jobs_run(
+    job: str,
+    params: tuple[tuple[str, str], ...],
+    retries: int | None,
+    timeout_s: int | None,
+    workspace: Path,
+) -> None:
+    """Execute a job notebook (ingest, daily_segmentation, export, daily_pipeline)."""
+    from workbench.jobs import JobFailedError
+
+    ws = _open(workspace)
+    with console.status(f"running {job} (papermill)..."):
+        try:
+            run = ws.jobs.run(job, dict(params), retries=retries, timeout_s=timeout_s)
+        except JobFailedError as e:
+            err_console.print(
+                f"[red]{job} failed[/red] (run {e.run.id}, cell {e.run.failed_cell}): {e.run.error}",
+                highlight=False,
+            )
+            err_console.print(f"executed notebook: {e.run.output}", highlight=False, markup=False)
+            sys.exit(2)
+    console.print(
+        f"{job}: {run.status} (run {run.id}, {run.duration_s or 0:.1f}s)", highlight=False
+    )
+    console.print(f"executed notebook: {run.output}", highlight=False)
+
+
+@jobs.command("list")
+@click.option("--job", default=None)
+@click.option("--limit", default=30, show_default=True)
+@_workspace_option
+def jobs_list(job: str | None, limit: int, workspace: Path) -> None:
+    """Job runs, newest first."""
+    ws = _open(workspace)
+    rows = [
+        [
+            r.id,
+            r.job,
+            r.slot,
+            r.status,
+            r.attempts,
+            f"{r.duration_s:.1f}s" if r.duration_s else "",
+            (r.error or "")[:60],
+        ]
+        for r in ws.jobs.list(job, limit)
+    ]
+    console.print(_table(None, ["run", "job", "slot", "status", "attempts", "took", "error"], rows))
+
+
+@jobs.command("show")
+@click.argument("run_id", type=int)
+@_workspace_option
+def jobs_show(run_id: int, workspace: Path) -> None:
+    """One job run: parameters, status, the executed notebook and the error."""
+    ws = _open(workspace)
+    r = ws.jobs.get(run_id)
+    console.print(
+        f"[bold]run {r.id}[/bold]: {r.job} slot {r.slot}: {r.status} after {r.attempts} attempt(s)",
+        highlight=False,
+    )
+    console.print(f"parameters: {r.parameters}", highlight=False, markup=False)
+    console.print(
+        f"started {r.started_at.isoformat()}, finished {r.finished_at.isoformat() if r.finished_at else '-'}",
+        highlight=False,
+    )
+    console.print(f"executed notebook: {r.output}", highlight=False, markup=False)
+    if r.error:
+        console.print(f"error (cell {r.failed_cell}): {r.error}", highlight=False, markup=False)
+
+
+@main.group()
+def schedule() -> None:
+    """The schedule: daily segmentation and each destination's exports."""
+
+
+def _scheduler(workspace: Path, config: Path) -> Any:
+    from workbench.jobs.schedule import ScheduleConfig, Scheduler
+
+    cfg = ScheduleConfig.load(config) if config.exists() else ScheduleConfig()
+    return Scheduler(_open(workspace), cfg)
+
+
+_schedule_file = click.option(
+    "--file", "config", default="schedule.yaml", show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path), help="The schedule (defaults when missing).",
+)  # fmt: skip
+
+
+@schedule.command("show")
+@click.option("--hours", default=24, show_default=True)
+@click.option("--at", "at", default=None, help="From this time (default now).")
+@_schedule_file
+@_workspace_option
+def schedule_show(hours: int, at: str | None, config: Path, workspace: Path) -> None:
+    """The next runs."""
+    from workbench.segments.service import to_utc
+
+    sch = _scheduler(workspace, config)
+    now = to_utc(at)
+    rows = [[s.at.isoformat(), s.job, s.key] for s in sch.next_runs(now, hours)]
+    console.print(_table(f"next {hours} h from {now.isoformat()}", ["at", "job", "slot"], rows))
+
+
+@schedule.command("once")
+@click.option("--at", "at", default=None, help="Run what is due at this time (default now).")
+@_schedule_file
+@_workspace_option
+def schedule_once(at: str | None, config: Path, workspace: Path) -> None:
+    """Run what is due (for cron or another orchestrator to call)."""
+    from workbench.segments.service import to_utc
+
+    sch = _scheduler(workspace, config)
+    done = sch.run_due(to_utc(at))
+    rows = [[s.at.isoformat(), s.job, s.key, outcome] for s, outcome in done]
+    console.print(_table("schedule", ["at", "job", "slot", "outcome"], rows))
+    if any(o.startswith("failed") for _, o in done):
+        sys.exit(2)
+
+
+@schedule.command("run")
+@click.option("--poll", "poll_s", default=30.0, show_default=True, help="Seconds between checks.")
+@_schedule_file
+@_workspace_option
+def schedule_run(poll_s: float, config: Path, workspace: Path) -> None:
+    """The long-running scheduler: runs due jobs, never twice for a slot, catches up on start."""
+    sch = _scheduler(workspace, config)
+    console.print(
+        f"scheduler started (catch-up: {sch.config.catch_up}); Ctrl-C to stop", highlight=False
+    )
+    try:
+        sch.loop(poll_s)
+    except KeyboardInterrupt:
+        console.print("scheduler stopped")
+
+
 # ---------------------------------------------------------------------- sample + demo
 @main.command()
 @click.option("--persons", default=10_000, show_default=True, type=int)

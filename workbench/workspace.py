@@ -31,6 +31,7 @@ from workbench.errors import (
 from workbench.identity.graph import IdentityGraph
 from workbench.ingest.batch import QUARANTINE_SCHEMA, Ingestor
 from workbench.ingest.validate import arrow_schema
+from workbench.jobs.runner import Jobs
 from workbench.lake.delta import Lake
 from workbench.lake.engine import DuckDBEngine, Engine
 from workbench.profile.profiles import Profiles
@@ -60,6 +61,7 @@ class Workspace:
         self.profiles = Profiles(self)
         self.segments = Segments(self)
         self.activation = Activation(self)
+        self.jobs = Jobs(self)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

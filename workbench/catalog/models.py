@@ -279,3 +279,24 @@ __all__ = [
     "UTCDateTime",
     "utcnow",
 ]
+
+
+class JobRunRow(Base):
+    """One run of a job notebook (papermill), with its parameters, slot and outcome."""
+
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job: Mapped[str] = mapped_column(String(63), index=True)
+    #: the scheduled slot (ISO time) or "manual-<uuid>" for runs started by hand
+    slot: Mapped[str] = mapped_column(String(64), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | success | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    output: Mapped[str | None] = mapped_column(Text, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    failed_cell: Mapped[int | None] = mapped_column(Integer, default=None)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+__all__ += ["JobRunRow"]
