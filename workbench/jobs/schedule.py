@@ -182,18 +182,17 @@ class Scheduler:
                 )
         return sorted(out, key=lambda s: (s.at, s.job != "daily_segmentation", s.key))
 
-    def _status(self, job: str, key: str) -> str | None:
+    def _succeeded(self, jobs: set[str]) -> set[tuple[str, str]]:
+        """(job, slot) of every successful run of these jobs."""
+        if not jobs:
+            return set()
         with self.ws.catalog.session() as s:
-            rows = list(
-                s.scalars(
-                    select(JobRunRow.status).where(JobRunRow.job == job, JobRunRow.slot == key)
+            rows = s.execute(
+                select(JobRunRow.job, JobRunRow.slot).where(
+                    JobRunRow.job.in_(sorted(jobs)), JobRunRow.status == "success"
                 )
             )
-        if "success" in rows:
-            return "success"
-        if "running" in rows:
-            return "running"
-        return rows[-1] if rows else None
+            return {(j, k) for j, k in rows}
 
     def _segmentation_done(self, day: dt.date) -> bool:
         prefix = day.isoformat()
@@ -212,7 +211,19 @@ class Scheduler:
         ``window_hours`` back), filtered by the catch-up policy; exports whose day has no
         successful segmentation yet are returned as waiting."""
         start = since or now - dt.timedelta(hours=self.config.window_hours)
-        pending = [s for s in self.slots(start, now) if self._status(s.job, s.key) != "success"]
+        slots = self.slots(start, now)
+        done = self._succeeded({s.job for s in slots})
+        # a slot older than one already done for the same job (and destination) is never
+        # caught up: statuses and deliveries move forward in time
+        last_done: dict[tuple[str, str | None], dt.datetime] = {}
+        for s in slots:
+            if (s.job, s.key) in done:
+                last_done[(s.job, s.destination)] = s.at
+        pending = [
+            s
+            for s in slots
+            if (s.job, s.key) not in done and s.at > last_done.get((s.job, s.destination), start)
+        ]
         if since is None and self.config.catch_up == "skip":
             # missed slots before the start are skipped: only those due in the last minute
             pending = [s for s in pending if s.at > now - dt.timedelta(minutes=1)]
