@@ -19,7 +19,7 @@ help:
 	@echo "  make setup       install system packages (postgresql, sshd, ...) and .venv"
 	@echo "  make test        setup, start PostgreSQL and sshd, ruff check, pytest (PYTEST_ARGS=...)"
 	@echo "  make test-fast   same, without tests marked slow"
-	@echo "  make demo        generate the sample brand and ingest it (PERSONS=$(PERSONS))"
+	@echo "  make demo        the daily pipeline on the sample brand through the job notebooks (PERSONS=$(PERSONS))"
 	@echo "  make bench       run the benchmarks (BENCH_ARGS=...)"
 	@echo "  make lint        ruff check + ruff format --check"
 	@echo "  make clean       remove generated data, the workspace and .ci/state"

@@ -1000,6 +1000,55 @@ def activate_retry(destination: str, workspace: Path) -> None:
     console.print(", ".join(f"{k}: {v}" for k, v in out.items()), highlight=False)
 
 
+# -- activate: streaming deliveries (deliver-all), kept apart from the commands above
+@activate.command("deliver-all")
+@click.option("--as-of", "as_of", required=True, help="Evaluation time, ISO (2026-12-01T06:00Z).")
+@click.option(
+    "--destinations", "names", default=None, help="Comma-separated (default: every destination)."
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=None,
+    type=float,
+    help="Time limit per destination in seconds (default: its deliver_timeout_s, else 900).",
+)
+@_workspace_option
+def activate_deliver_all(
+    as_of: str, names: str | None, timeout_s: float | None, workspace: Path
+) -> None:
+    """Run every destination in parallel; one that fails or hangs does not hold the others."""
+    from workbench.activation.streaming import deliver_all
+
+    ws = _open(workspace)
+    selected = [n.strip() for n in names.split(",") if n.strip()] if names else None
+    out = deliver_all(ws, as_of, selected, timeout_s=timeout_s)
+    rows = []
+    failed = False
+    for name, res in out.items():
+        if isinstance(res, str):
+            failed = True
+            rows.append([name, "", "error", "", "", res[:80]])
+            continue
+        for r in res:
+            failed = failed or r.status in ("failed", "partial", "unconfirmed")
+            rows.append(
+                [
+                    name, r.segment, r.status, _fmt_int(r.counts.exported),
+                    _fmt_int(r.counts.dead_lettered), (r.error or "")[:80],
+                ]
+            )  # fmt: skip
+    console.print(
+        _table(
+            f"deliveries as of {as_of}",
+            ["destination", "segment", "status", "delivered", "dead-lettered", "error"],
+            rows,
+        )
+    )
+    if failed:
+        sys.exit(2)
+
+
 # ---------------------------------------------------------------------- jobs and schedule
 @main.group()
 def jobs() -> None:
@@ -1266,33 +1315,52 @@ def demo(
         shutil.rmtree(workspace)
     ws = Workspace.create(workspace, exist_ok=True)
     register(ws)
+    if segments_dir.is_dir():
+        ws.segments.add(segments_dir)
+    if destinations_dir.is_dir():
+        ws.activation.add(destinations_dir)
+    as_of = SampleManifest.load(manifest_path).as_of
+    from workbench.jobs import JobFailedError
+
     t0 = time.perf_counter()
-    results = []
-    with console.status("ingesting the sample files..."):
-        for d in SAMPLE_DATASETS:
-            for f in d.files:
-                try:
-                    results.append(ws.ingest(d.name, sample_dir / f))
-                except WorkbenchError as e:
-                    err_console.print(f"[red]{d.name}:[/red] {e}", highlight=False, markup=False)
-    rows = []
-    for r in results:
-        b = r.batch
-        rows.append(
-            [
-                b.id,
-                b.dataset,
-                Path(b.source).name,
-                _fmt_int(b.rows_read),
-                _fmt_int(b.rows_accepted),
-                _fmt_int(b.rows_rejected),
-                f"{r.rows_per_second:,.0f}",
-            ]
-        )
+    with console.status("running the daily pipeline notebook (papermill)..."):
+        try:
+            job = ws.jobs.run(
+                "daily_pipeline",
+                {"as_of": as_of.isoformat(), "sample_dir": str(sample_dir.resolve())},
+                slot=f"demo-{as_of.isoformat()}-{time.time_ns()}",
+            )
+        except JobFailedError as e:
+            err_console.print(f"[red]daily pipeline failed[/red]: {e.run.error}", highlight=False)
+            err_console.print(f"executed notebook: {e.run.output}", highlight=False, markup=False)
+            sys.exit(2)
+    _print_demo(ws, workspace, sample_dir, t0)
+    console.print(f"executed notebook (the run's log): {job.output}", highlight=False)
+    batches = ws.catalog.list_batches(limit=1000)
+    if len(batches) != sum(len(d.files) for d in SAMPLE_DATASETS) or any(
+        b.status != "success" for b in batches
+    ):
+        sys.exit(2)
+
+
+def _print_demo(ws: Any, workspace: Path, sample_dir: Path, t0: float) -> None:
+    """What the daily pipeline did, from the catalog."""
+    batches = sorted(ws.catalog.list_batches(limit=1000), key=lambda b: b.id)
+    rows = [
+        [
+            b.id,
+            b.dataset,
+            Path(b.source).name,
+            _fmt_int(b.rows_read),
+            _fmt_int(b.rows_accepted),
+            _fmt_int(b.rows_rejected),
+        ]
+        for b in batches
+    ]
     console.print(
         _table(
-            f"ingested into {ws.path} in {time.perf_counter() - t0:.1f}s",
-            ["batch", "dataset", "file", "read", "accepted", "rejected", "rows/s"],
+            f"ingested into {ws.path} (the whole pipeline took {time.perf_counter() - t0:.1f}s)",
+            ["batch", "dataset", "file", "read", "accepted", "rejected"],
             rows,
         )
     )
@@ -1305,63 +1373,60 @@ def demo(
         highlight=False,
     )
     console.print(f"  all batches:   workbench batches -w {workspace}", highlight=False)
-    with console.status("stitching identities and building profiles..."):
-        st = ws.identity.build()
-        ps = ws.profiles.build()
-    console.print(
-        f"identity graph: {st.identities:,} identities, {st.links:,} links -> {st.profiles:,} profiles "
-        f"(largest {st.largest_profile}), {st.links_cut:,} links cut by guardrails, {st.seconds:.1f}s",
-        highlight=False,
-    )
-    console.print(
-        f"profiles ({ps.policy}): {ps.profiles_with_attributes:,} with CRM/loyalty attributes; event history "
-        f"{ps.events:,} events, {ps.events_not_attributable:,} anonymous (not attributable); {ps.seconds:.1f}s",
-        highlight=False,
-    )
-    if segments_dir.is_dir():
-        ws.segments.add(segments_dir)
-        as_of = SampleManifest.load(manifest_path).as_of
-        with console.status("running the batch segment job..."):
-            run = ws.segments.run(as_of)
-        _print_run(run)
-        if destinations_dir.is_dir():
-            ws.activation.add(destinations_dir)
-            rows = []
-            with console.status("exporting to the file destinations..."):
-                for d in ws.activation.list():
-                    if not d.kind.files or "://" in d.url:
-                        continue  # the demo only writes to local folders
-                    for r in ws.activation.run(d.name, as_of):
-                        rows.append(
-                            [
-                                d.name, r.segment, r.status, _fmt_int(r.counts.exported),
-                                _fmt_int(r.counts.skipped_no_consent), _fmt_int(r.counts.blocked),
-                                Path(r.files[0]["path"]).name if r.files else (r.error or ""),
-                            ]
-                        )  # fmt: skip
-            console.print(
-                _table(
-                    f"activations (files under {ws.path / 'exports'}/<destination folder>)",
-                    [
-                        "destination",
-                        "segment",
-                        "status",
-                        "exported",
-                        "no consent",
-                        "blocked",
-                        "file",
-                    ],
-                    rows,
-                )
+    idb = ws.catalog.last_build("identity")
+    pb = ws.catalog.last_build("profiles")
+    if idb is not None:
+        st = idb.stats
+        console.print(
+            f"identity graph: {st.get('identities', 0):,} identities, {st.get('links', 0):,} links -> "
+            f"{st.get('profiles', 0):,} profiles (largest {st.get('largest_profile')}), "
+            f"{st.get('links_cut', 0):,} links cut by guardrails, {st.get('seconds', 0):.1f}s",
+            highlight=False,
+        )
+    if pb is not None:
+        st = pb.stats
+        console.print(
+            f"profiles ({st.get('policy')}): {st.get('profiles_with_attributes', 0):,} with CRM/loyalty attributes; "
+            f"event history {st.get('events', 0):,} events, {st.get('events_not_attributable', 0):,} anonymous "
+            f"(not attributable); {st.get('seconds', 0):.1f}s",
+            highlight=False,
+        )
+    runs = ws.segments.runs(1)
+    if runs:
+        r = runs[0]
+        from workbench.segments.service import SegmentResult, SegmentRun
+
+        res = [
+            SegmentResult(
+                x["segment"], x["method"], x["size"], x["realized"], x["existing"], x["exited"]
             )
+            for x in ws.catalog.segment_results(run_id=r.id)
+        ]
+        _print_run(SegmentRun(r.id, r.as_of, res, float(r.stats.get("seconds", 0.0))))
+    acts = sorted(ws.activation.status(limit=1000), key=lambda a: a.id)
+    if acts:
+        rows = [
+            [
+                a.destination, a.segment, a.status, _fmt_int(a.counts.get("exported")),
+                _fmt_int(a.counts.get("skipped_no_consent")), _fmt_int(a.counts.get("blocked")),
+                Path(a.files[0]["path"]).name if a.files else (a.error or ""),
+            ]
+            for a in acts
+        ]  # fmt: skip
+        console.print(
+            _table(
+                f"activations (files under {ws.path / 'exports'}/<destination folder>)",
+                ["destination", "segment", "status", "exported", "no consent", "blocked", "file"],
+                rows,
+            )
+        )
     console.print(
         f"try: workbench profile show --identity crm_id:C00000001 -w {workspace}\n"
         f"     workbench identity evaluate --truth {sample_dir / 'truth'} -w {workspace}\n"
-        f"     workbench segment show high_value_loyalty -w {workspace}",
+        f"     workbench segment show high_value_loyalty -w {workspace}\n"
+        f"     workbench jobs list -w {workspace}",
         highlight=False,
     )
-    if len(results) != sum(len(d.files) for d in SAMPLE_DATASETS):
-        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -88,6 +88,11 @@ def build(ws: Workspace) -> pd.DataFrame:
 
 def segmentation(ws: Workspace, as_of: str, segments: list[str] | None = None) -> pd.DataFrame:
     """The batch segment job; one row per segment (method, size, realized, existing, exited)."""
+    if not ws.catalog.list_segments():
+        log.warning("no segments defined: nothing to evaluate")
+        empty = pd.DataFrame(columns=["segment", "method", "size", "realized", "existing", "exited"])
+        empty.attrs.update(run_id=None, seconds=0.0)
+        return empty
     run = ws.segments.run(as_of, segments or None)
     df = run.to_frame()
     df.attrs["run_id"] = run.run_id
