@@ -245,7 +245,7 @@ def test_full_and_incremental_across_three_segment_runs(aws, tmp_path) -> None: 
         [("C1", "remove"), ("C3", "remove")],
     ]
     modes = [a.mode for a in aws.activation.status("inc")]
-    assert modes == ["incremental", "incremental", "incremental_backfill"]
+    assert modes == ["incremental", "incremental", "backfill"]
 
 
 def test_large_exports_are_split_into_numbered_parts(aws, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from workbench.activation.destinations import (
     parse,
 )
 from workbench.activation.service import Activation, ActivationResult, Counts, Preview
+from workbench.activation.streaming import deliver, deliver_all, retry
 
 __all__ = [
     "MARKETING_ACTIONS",
@@ -18,7 +19,10 @@ __all__ = [
     "Counts",
     "Destination",
     "Preview",
+    "deliver",
+    "deliver_all",
     "load",
     "load_folder",
     "parse",
+    "retry",
 ]

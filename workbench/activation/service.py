@@ -316,7 +316,7 @@ class Activation:
                 )
             else:
                 if mode == "incremental":
-                    mode = "incremental_backfill"
+                    mode = "backfill"
                 who = (
                     "SELECT profile_id, 'add' AS action FROM __act_mem "
                     f"WHERE segment = {lit(segment)} AND status IN ('realized', 'existing')"

@@ -90,7 +90,9 @@ def segmentation(ws: Workspace, as_of: str, segments: list[str] | None = None) -
     """The batch segment job; one row per segment (method, size, realized, existing, exited)."""
     if not ws.catalog.list_segments():
         log.warning("no segments defined: nothing to evaluate")
-        empty = pd.DataFrame(columns=["segment", "method", "size", "realized", "existing", "exited"])
+        empty = pd.DataFrame(
+            columns=["segment", "method", "size", "realized", "existing", "exited"]
+        )
         empty.attrs.update(run_id=None, seconds=0.0)
         return empty
     run = ws.segments.run(as_of, segments or None)
