@@ -235,3 +235,20 @@ def test_loop_runs_due_slots(jws) -> None:  # type: ignore[no-untyped-def]
     sch.loop(poll_s=0.1, max_iterations=1)
     assert time.perf_counter() - t < 60
     assert [r.job for r in jws.jobs.list()] == ["daily_segmentation"]
+
+
+def test_plain_papermill_runs_a_job_notebook(jws, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import subprocess
+    import sys
+
+    exe = shutil.which("papermill", path=str(Path(sys.executable).parent)) or "papermill"
+    nb = Path(__file__).parents[1] / "notebooks" / "jobs" / "daily_segmentation.ipynb"
+    out = tmp_path / "out.ipynb"
+    r = subprocess.run(
+        [exe, str(nb), str(out), "-p", "workspace", str(jws.path), "-p", "as_of", "2026-12-01T06:00:00+00:00"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "gold_or_platinum" in out.read_text()
+    assert jws.segments.runs(1)[0].as_of == _utc("2026-12-01T06:00Z")
