@@ -14,6 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(
   postgresql     # server + client: scripts/pg.sh starts a throwaway cluster for tests
   openssh-server # sshd on loopback for the sftp:// destination tests
+  chromium       # headless browser for the notebook-widget and dashboard tests (Playwright)
 )
 
 VENV=.venv

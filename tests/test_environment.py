@@ -25,7 +25,7 @@ def _names(reqs: list[str]) -> set[str]:
 def test_environment_yml_lists_every_dependency() -> None:
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _names(proj["dependencies"])
-    for extra in ("postgres", "bench", "s3", "dev"):
+    for extra in ("postgres", "bench", "s3", "lab", "dev"):
         wanted |= _names(proj["optional-dependencies"][extra])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     have = {
