@@ -87,6 +87,28 @@ def test_workspace_round_trip_on_each_catalog(catalog_url: str, tmp_path: Path) 
     assert [(r.segment, r.size, r.existing) for r in run2.results] == [("ny", 2, 2)]
     assert list(again.segments.history("ny")["size"]) == [2, 2]
     assert again.segments.runs()[0].as_of.isoformat() == "2026-12-02T00:00:00+00:00"
+    # destinations, activations (with JSON counts and files) and job runs too
+    again.activation.add(
+        {
+            "name": "drop", "type": "file", "connection": {"url": str(tmp_path / "out")},
+            "segments": ["ny"], "consent": "none", "mode": "incremental",
+        }
+    )  # fmt: skip
+    (act,) = again.activation.run("drop", "2026-12-02T00:00Z")
+    assert (act.status, act.mode, act.counts.exported) == ("success", "backfill", 2)
+    (again_act,) = again.activation.run("drop", "2026-12-02T00:00Z")
+    assert again_act.status == "already_delivered"
+    st = again.activation.status("drop")
+    assert [(a.status, a.counts["exported"], len(a.files)) for a in st] == [("success", 2, 1)]
+    from workbench.catalog.models import JobRunRow
+
+    with again.catalog.session() as s:
+        s.add(
+            JobRunRow(
+                job="export", slot="2026-12-02T00:00:00Z", parameters={"a": 1}, status="success"
+            )
+        )
+    assert [r.slot for r in again.jobs.list()] == ["2026-12-02T00:00:00Z"]
     again.close()
 
 
