@@ -11,7 +11,7 @@ PERSONS ?= 10000
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast demo bench lint clean
+.PHONY: help setup test test-fast demo lab bench lint clean
 
 help:
 	@echo "Audience Workbench"
@@ -20,6 +20,7 @@ help:
 	@echo "  make test        setup, start PostgreSQL and sshd, ruff check, pytest (PYTEST_ARGS=...)"
 	@echo "  make test-fast   same, without tests marked slow"
 	@echo "  make demo        the daily pipeline on the sample brand through the job notebooks (PERSONS=$(PERSONS))"
+	@echo "  make lab         JupyterLab on notebooks/ (WORKBENCH_WORKSPACE, default data/workspace from make demo)"
 	@echo "  make bench       run the benchmarks (BENCH_ARGS=...)"
 	@echo "  make lint        ruff check + ruff format --check"
 	@echo "  make clean       remove generated data, the workspace and .ci/state"
@@ -35,6 +36,10 @@ test-fast: setup
 
 demo: setup
 	$(VENV)/bin/workbench demo --persons $(PERSONS)
+
+# the notebooks read WORKBENCH_WORKSPACE; kernels start in notebooks/, so the default is absolute
+lab: setup
+	WORKBENCH_WORKSPACE="$${WORKBENCH_WORKSPACE:-$(CURDIR)/data/workspace}" $(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1429,5 +1429,33 @@ def _print_demo(ws: Any, workspace: Path, sample_dir: Path, t0: float) -> None:
     )
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--notebook-dir",
+    default="notebooks",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.argument("jupyter_args", nargs=-1, type=click.UNPROCESSED)
+@_workspace_option
+def lab(notebook_dir: Path, jupyter_args: tuple[str, ...], workspace: Path) -> None:
+    """Open JupyterLab on the analyst notebooks, with WORKBENCH_WORKSPACE set to the workspace
+    (other arguments go to jupyter lab, e.g. --no-browser --port 8899)."""
+    import importlib.util
+    import subprocess
+
+    from workbench.errors import ConfigError
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise ConfigError("JupyterLab is not installed: pip install 'audience-workbench[lab]'")
+    ws_path = workspace.expanduser().resolve()
+    if not (ws_path / "workbench.yaml").exists():
+        err_console.print(f"note: {ws_path} is not a workspace yet (make demo creates one)")
+    env = dict(os.environ, WORKBENCH_WORKSPACE=str(ws_path))
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebook_dir}", *jupyter_args]
+    console.print(f"WORKBENCH_WORKSPACE={ws_path}; {' '.join(cmd[2:])}", highlight=False)
+    sys.exit(subprocess.call(cmd, env=env))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
