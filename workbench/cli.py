@@ -1305,7 +1305,14 @@ def demo(
     current = None
     if manifest_path.exists():
         current = SampleManifest.load(manifest_path)
-    if current is None or current.persons != persons or current.seed != seed:
+    from workbench.sample.generator import GENERATOR_VERSION
+
+    if (
+        current is None
+        or current.persons != persons
+        or current.seed != seed
+        or current.generator_version != GENERATOR_VERSION
+    ):
         _generate(persons, seed, sample_dir, None)
     else:
         console.print(
