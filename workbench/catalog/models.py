@@ -288,7 +288,7 @@ class JobRunRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job: Mapped[str] = mapped_column(String(63), index=True)
     #: the scheduled slot (ISO time) or "manual-<uuid>" for runs started by hand
-    slot: Mapped[str] = mapped_column(String(64), index=True)
+    slot: Mapped[str] = mapped_column(String(160), index=True)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), index=True)  # running | success | failed
     attempts: Mapped[int] = mapped_column(Integer, default=1)

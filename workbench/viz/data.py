@@ -710,7 +710,112 @@ def destination_reach(
     return pd.DataFrame(rows, columns=cols)
 
 
+# ---------------------------------------------------------------------- dashboards
+def profile_reach(ws: Workspace, *, policy: str | None = None) -> dict[str, int]:
+    """Workspace-wide figures of the audience overview, in one query over the profiles.
+
+    Args:
+        ws: The workspace (profiles must be built).
+        policy: The merge policy (default: the workspace's).
+
+    Returns:
+        ``profiles``; ``known_profiles`` (holding an identity of a person namespace: CRM id,
+        email, phone, loyalty id…); ``known_identities`` (active person identities in the
+        graph); ``email`` (an email and email consent), ``sms`` (a phone and SMS consent) and
+        ``ads`` (an email or phone and ads consent): profiles reachable on each channel.
+    """
+    have = set(ws.profiles.table(policy).schema.names)
+
+    def present(col: str) -> str:
+        return f"{ident(col)} IS NOT NULL" if col in have else "FALSE"
+
+    def consent(ch: str) -> str:
+        col = CONSENT_ATTRIBUTES[ch]
+        return f"{consent_sql(col)} = 'y'" if col in have else "FALSE"
+
+    email, phone = present("email"), present("phone")
+    with _views(ws, p=ws.profiles.table_uri(policy)) as v:
+        out = _query(
+            ws,
+            f"SELECT count(*) AS profiles, "
+            f"count(*) FILTER (WHERE {email} AND {consent('email')}) AS email, "
+            f"count(*) FILTER (WHERE {phone} AND {consent('sms')}) AS sms, "
+            f"count(*) FILTER (WHERE ({email} OR {phone}) AND {consent('ads')}) AS ads "
+            f"FROM {v['p']}",
+        ).iloc[0]
+    res = {k: int(out[k]) for k in ("profiles", "email", "sms", "ads")}
+    person = [n.name for n in ws.namespaces() if n.kind == NamespaceKind.PERSON]
+    res["known_profiles"] = res["known_identities"] = 0
+    if person and ws.identity.exists():
+        with _views(ws, i=_identity_uri(ws, "identities")) as v:
+            k = _query(
+                ws,
+                f"SELECT count(*) AS n, count(DISTINCT profile_id) AS p FROM {v['i']} "
+                f"WHERE status = 'active' AND namespace IN ({_in_list(person)})",
+            ).iloc[0]
+        res["known_identities"], res["known_profiles"] = int(k["n"]), int(k["p"])
+    return res
+
+
+def batches(ws: Workspace, limit: int = 1000) -> pd.DataFrame:
+    """Ingestion batches (newest last) with their counts.
+
+    Args:
+        ws: The workspace.
+        limit: At most this many (the newest) batches.
+
+    Returns:
+        Columns ``batch_id``, ``dataset``, ``status``, ``started_at``, ``rows_read``,
+        ``rows_accepted``, ``rows_rejected``, ``source``.
+    """
+    rows = [
+        {
+            "batch_id": b.id,
+            "dataset": b.dataset,
+            "status": b.status,
+            "started_at": b.started_at,
+            "rows_read": b.rows_read,
+            "rows_accepted": b.rows_accepted,
+            "rows_rejected": b.rows_rejected,
+            "source": b.source,
+        }
+        for b in reversed(ws.catalog.list_batches(limit=limit))
+    ]
+    cols = ["batch_id", "dataset", "status", "started_at", "rows_read", "rows_accepted"]
+    cols += ["rows_rejected", "source"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def job_runs(ws: Workspace, limit: int = 200) -> pd.DataFrame:
+    """Job runs (newest last): duration, status, the executed notebook and the error.
+
+    Args:
+        ws: The workspace.
+        limit: At most this many (the newest) runs.
+
+    Returns:
+        Columns ``run_id``, ``job``, ``slot``, ``status``, ``started_at``, ``duration_s``,
+        ``output`` (the executed notebook), ``error``.
+    """
+    rows = [
+        {
+            "run_id": r.id,
+            "job": r.job,
+            "slot": r.slot,
+            "status": r.status,
+            "started_at": r.started_at,
+            "duration_s": r.duration_s,
+            "output": r.output or "",
+            "error": r.error or "",
+        }
+        for r in reversed(ws.jobs.list(limit=limit))
+    ]
+    cols = ["run_id", "job", "slot", "status", "started_at", "duration_s", "output", "error"]
+    return pd.DataFrame(rows, columns=cols)
+
+
 __all__ = [
+    "batches",
     "channel_mix",
     "cluster_sizes",
     "composition",
@@ -720,12 +825,14 @@ __all__ = [
     "identities_per_namespace",
     "identity_build_stats",
     "intersections",
+    "job_runs",
     "links_by_status",
     "overlap_matrix",
     "profile_attributes",
     "profile_events",
     "profile_graph",
     "profile_memberships",
+    "profile_reach",
     "quarantine_reasons",
     "reachability",
     "schema_fields",

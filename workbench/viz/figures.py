@@ -490,7 +490,60 @@ def destination_reach(reach: pd.DataFrame) -> go.Figure:
     return fig
 
 
+# ---------------------------------------------------------------------- dashboards
+def batches(frame: pd.DataFrame) -> go.Figure:
+    """Accepted and rejected rows of each ingestion batch over time, per dataset.
+
+    Args:
+        frame: :func:`workbench.viz.data.batches` (missing counts are not drawn).
+
+    Returns:
+        Two bar traces per dataset: accepted, then rejected (red).
+    """
+    fig = _fig("Ingestion batches: accepted and rejected rows", barmode="stack")
+    fig.update_layout(yaxis_title="rows")
+    for ds, part in frame.groupby("dataset", sort=True):
+        x = part["dataset"] + " #" + part["batch_id"].astype(str)
+        fig.add_bar(x=x, y=part["rows_accepted"], name=f"{ds}: accepted", legendgroup=str(ds))
+        fig.add_bar(
+            x=x,
+            y=part["rows_rejected"],
+            name=f"{ds}: rejected",
+            legendgroup=str(ds),
+            marker_color="#d62728",
+        )
+    return fig
+
+
+def job_durations(runs: pd.DataFrame) -> go.Figure:
+    """Duration of each job run over time (one line per job, failures marked red).
+
+    Args:
+        runs: :func:`workbench.viz.data.job_runs`.
+
+    Returns:
+        One line trace per job, then one marker trace of the failed runs.
+    """
+    fig = _fig("Job runs: duration", yaxis_title="seconds", xaxis_title="started")
+    for job, part in runs.groupby("job", sort=True):
+        fig.add_scatter(
+            x=part["started_at"], y=part["duration_s"], mode="lines+markers", name=str(job)
+        )
+    failed = runs[runs["status"] != "success"]
+    if len(failed):
+        fig.add_scatter(
+            x=failed["started_at"],
+            y=failed["duration_s"],
+            mode="markers",
+            name="failed",
+            marker={"color": "#d62728", "size": 12, "symbol": "x"},
+            hovertext=failed["error"],
+        )
+    return fig
+
+
 __all__ = [
+    "batches",
     "channel_mix",
     "cluster_sizes",
     "composition",
@@ -498,6 +551,7 @@ __all__ = [
     "destination_reach",
     "event_timeline",
     "identity_graph",
+    "job_durations",
     "links",
     "memberships",
     "namespaces",
