@@ -11,7 +11,7 @@ PERSONS ?= 10000
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help setup test test-fast demo lab bench lint clean
+.PHONY: help setup test test-fast demo lab dashboard bench lint clean
 
 help:
 	@echo "Audience Workbench"
@@ -21,6 +21,7 @@ help:
 	@echo "  make test-fast   same, without tests marked slow"
 	@echo "  make demo        the daily pipeline on the sample brand through the job notebooks (PERSONS=$(PERSONS))"
 	@echo "  make lab         JupyterLab on notebooks/ (WORKBENCH_WORKSPACE, default data/workspace from make demo)"
+	@echo "  make dashboard   Voila on dashboards/ at http://127.0.0.1:8866 (WORKBENCH_WORKSPACE, default data/workspace)"
 	@echo "  make bench       run the benchmarks (BENCH_ARGS=...)"
 	@echo "  make lint        ruff check + ruff format --check"
 	@echo "  make clean       remove generated data, the workspace and .ci/state"
@@ -40,6 +41,10 @@ demo: setup
 # the notebooks read WORKBENCH_WORKSPACE; kernels start in notebooks/, so the default is absolute
 lab: setup
 	WORKBENCH_WORKSPACE="$${WORKBENCH_WORKSPACE:-$(CURDIR)/data/workspace}" $(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+# the stakeholder dashboards (Voila on loopback); kernels start in dashboards/
+dashboard: setup
+	WORKBENCH_WORKSPACE="$${WORKBENCH_WORKSPACE:-$(CURDIR)/data/workspace}" $(VENV)/bin/workbench dashboard
 
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)

@@ -1464,5 +1464,49 @@ def lab(notebook_dir: Path, jupyter_args: tuple[str, ...], workspace: Path) -> N
     sys.exit(subprocess.call(cmd, env=env))
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option(
+    "--dashboard-dir",
+    default="dashboards",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--port", default=8866, show_default=True, type=int)
+@click.argument("voila_args", nargs=-1, type=click.UNPROCESSED)
+@_workspace_option
+def dashboard(dashboard_dir: Path, port: int, voila_args: tuple[str, ...], workspace: Path) -> None:
+    """Serve the stakeholder dashboards (audience overview, activation status, data health)
+    with Voila on 127.0.0.1, with WORKBENCH_WORKSPACE set to the workspace (other arguments
+    go to voila)."""
+    import importlib.util
+    import subprocess
+
+    from workbench.errors import ConfigError
+
+    if importlib.util.find_spec("voila") is None:
+        raise ConfigError("Voila is not installed: pip install 'audience-workbench[lab]'")
+    ws_path = workspace.expanduser().resolve()
+    if not (ws_path / "workbench.yaml").exists():
+        err_console.print(f"note: {ws_path} is not a workspace yet (make demo creates one)")
+    env = dict(os.environ, WORKBENCH_WORKSPACE=str(ws_path))
+    cmd = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(dashboard_dir),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        # a preheated kernel per page: the page opens without waiting for a kernel start
+        "--preheat_kernel=True",
+        "--pool_size=1",
+        *voila_args,
+    ]
+    console.print(f"WORKBENCH_WORKSPACE={ws_path}; {' '.join(cmd[2:])}", highlight=False)
+    for name in ("audience_overview", "activation_status", "data_health"):
+        console.print(f"http://127.0.0.1:{port}/voila/render/{name}.ipynb", highlight=False)
+    sys.exit(subprocess.call(cmd, env=env))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
