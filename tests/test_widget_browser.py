@@ -14,50 +14,20 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, VOILA, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOK = ROOT / "notebooks" / "02_segment_builder.ipynb"
-CHROMIUM = "/usr/bin/chromium"
-VOILA = Path(sys.executable).parent / "voila"
 AS_OF = "2026-12-01T00:00:00+00:00"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 NEW_THRESHOLD = 1  # "spent 300 or more in store" becomes "spent anything in store"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            pytest.fail(f"voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"voila did not answer on {url} in {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def _size(text: str) -> int:
@@ -119,7 +89,7 @@ def test_segment_builder_renders_in_voila_and_a_changed_value_changes_the_size(
         after = ws.segments.count(edited, AS_OF)
     assert before > 0 and after != before, (before, after)
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "voila.log"
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(sample_workspace)}
     env.pop("JUPYTER_PLATFORM_DIRS", None)
@@ -141,7 +111,7 @@ def test_segment_builder_renders_in_voila_and_a_changed_value_changes_the_size(
     url = f"http://127.0.0.1:{port}/"
     shot = tmp_path / "segment_builder.png"
     try:
-        _wait_for_http(url, proc, log, timeout=90)
+        wait_for_http(url, proc, log, timeout=90)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:

@@ -49,7 +49,7 @@ from workbench.activation.destinations import (
     load,
     parse,
 )
-from workbench.catalog.store import ActivationInfo
+from workbench.catalog.store import ActivationInfo, jsonable
 from workbench.errors import ConfigError, NotFoundError, Problem, ValidationError, WorkbenchError
 from workbench.ingest.batch import failpoint
 from workbench.lake.sql import ident, lit
@@ -220,7 +220,7 @@ class Activation:
             if problems:
                 raise ValidationError(f"destination {d.name!r}", problems)
         return [
-            (d.name, self._ws.catalog.put_destination(d.name, d.type, _jsonable(d.to_dict())))
+            (d.name, self._ws.catalog.put_destination(d.name, d.type, jsonable(d.to_dict())))
             for d in dests
         ]
 
@@ -665,16 +665,6 @@ def _deliver(fs: Any, local: Path, target: str, local_fs: bool = False) -> None:
         except Exception:
             log.warning("could not remove temporary file %s", tmp)
         raise WorkbenchError(f"could not rename {tmp} to {target}: {e}") from e
-
-
-def _jsonable(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {str(k): _jsonable(v) for k, v in d.items()}
-    if isinstance(d, list | tuple):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, dt.datetime | dt.date):
-        return d.isoformat()
-    return d
 
 
 __all__ = ["Activation", "ActivationResult", "Counts", "Preview", "consent_sql"]

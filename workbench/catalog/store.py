@@ -180,6 +180,17 @@ class ActivationInfo:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+def jsonable(value: Any) -> Any:
+    """A copy of a definition that a JSON column stores (dates as ISO text, tuples as lists)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
 def _activation_info(r: ActivationRow) -> ActivationInfo:
     return ActivationInfo(
         r.id,

@@ -19,26 +19,30 @@ def ident(name: str, dialect: str = DIALECT) -> str:
     return exp.to_identifier(name, quoted=True).sql(dialect)
 
 
-def lit(value: object, dialect: str = DIALECT) -> str:
-    """A SQL literal for a Python value (str, int, float, Decimal, bool, None, date, datetime)."""
+def literal(value: object) -> exp.Expression:
+    """A sqlglot literal expression for a Python value (str, int, float, Decimal, bool,
+    None, date, datetime; naive datetimes are UTC)."""
     if value is None:
-        return exp.Null().sql(dialect)
+        return exp.Null()
     if isinstance(value, bool):
-        return exp.Boolean(this=value).sql(dialect)
+        return exp.Boolean(this=value)
     if isinstance(value, int | float | Decimal):
-        return exp.Literal.number(value).sql(dialect)
+        return exp.Literal.number(value)
     if isinstance(value, dt.datetime):
         v = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
         return exp.Cast(
             this=exp.Literal.string(v.isoformat()), to=exp.DataType.build("TIMESTAMPTZ")
-        ).sql(dialect)
+        )
     if isinstance(value, dt.date):
-        return exp.Cast(
-            this=exp.Literal.string(value.isoformat()), to=exp.DataType.build("DATE")
-        ).sql(dialect)
+        return exp.Cast(this=exp.Literal.string(value.isoformat()), to=exp.DataType.build("DATE"))
     if isinstance(value, str):
-        return exp.Literal.string(value).sql(dialect)
+        return exp.Literal.string(value)
     raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def lit(value: object, dialect: str = DIALECT) -> str:
+    """A SQL literal for a Python value, rendered for ``dialect`` (see :func:`literal`)."""
+    return literal(value).sql(dialect)
 
 
 def lit_list(values: list[object], dialect: str = DIALECT) -> str:
@@ -47,4 +51,4 @@ def lit_list(values: list[object], dialect: str = DIALECT) -> str:
     return f"[{items}]" if dialect == "duckdb" else f"({items})"
 
 
-__all__ = ["DIALECT", "ident", "lit", "lit_list"]
+__all__ = ["DIALECT", "ident", "lit", "lit_list", "literal"]

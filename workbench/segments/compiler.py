@@ -35,12 +35,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from sqlglot import exp
 
 from workbench.errors import Problem, ValidationError
+from workbench.lake.sql import literal
 from workbench.segments.fields import FieldCatalog
 from workbench.segments.model import (
     All,
@@ -64,24 +64,8 @@ TRUE = exp.Boolean(this=True)
 FALSE = exp.Boolean(this=False)
 
 
-def lit(value: Any) -> exp.Expression:
-    """A sqlglot literal for a Python value."""
-    if value is None:
-        return exp.Null()
-    if isinstance(value, bool):
-        return exp.Boolean(this=value)
-    if isinstance(value, int | float | Decimal):
-        return exp.Literal.number(value)
-    if isinstance(value, dt.datetime):
-        v = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return exp.Cast(
-            this=exp.Literal.string(v.isoformat()), to=exp.DataType.build("TIMESTAMPTZ")
-        )
-    if isinstance(value, dt.date):
-        return exp.Cast(this=exp.Literal.string(value.isoformat()), to=exp.DataType.build("DATE"))
-    if isinstance(value, str):
-        return exp.Literal.string(value)
-    raise TypeError(f"no SQL literal for {type(value).__name__}")
+#: sqlglot literal expressions, built in one place for the whole package
+lit = literal
 
 
 def col(name: str, table: str | None = None) -> exp.Column:

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from deltalake import CommitProperties, write_deltalake
 
-from workbench.catalog.store import SegmentInfo, SegmentRunInfo
+from workbench.catalog.store import SegmentInfo, SegmentRunInfo, jsonable
 from workbench.errors import ConfigError, NotFoundError, Problem, ValidationError
 from workbench.lake.sql import ident, lit
 from workbench.segments.classify import Method, classify
@@ -240,7 +240,7 @@ class Segments:
             m = classify(d, known)
             out.append(
                 self._ws.catalog.put_segment(
-                    d.name, _jsonable(d.to_dict()), m.method, m.reason, d.description
+                    d.name, jsonable(d.to_dict()), m.method, m.reason, d.description
                 )
             )
         # a changed segment can change the method of segments that refer to it
@@ -706,16 +706,6 @@ def _wilson(name: str, x: int, n: int, big_n: int, secs: float) -> Estimate:
     high = min(big_n - (n - x), math.ceil((center + half) * big_n))
     est = min(max(round(p * big_n), low), high)
     return Estimate(name, est, low, high, round(se, 2), n, x, big_n, False, round(secs, 4))
-
-
-def _jsonable(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, list | tuple):
-        return [_jsonable(v) for v in d]
-    if isinstance(d, dt.datetime | dt.date):
-        return d.isoformat()
-    return d
 
 
 __all__ = ["Estimate", "SegmentResult", "SegmentRun", "Segments", "to_utc"]
