@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     act.add_argument("--persons", type=int, default=1_000_000)
     act.add_argument("--reps", type=int, default=3)
+    stm = sub.add_parser(
+        "streaming", parents=[common], help="streaming service: latency at 500 events/s, max rate"
+    )
+    stm.add_argument("--persons", type=int, default=1_000_000)
     gen = sub.add_parser("generate", parents=[common], help="time the sample generator")
     gen.add_argument("--persons", type=int, default=1_000_000)
     a = p.parse_args(argv)
@@ -54,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.activation import run as run_act
 
         rep = run_act(a.persons, reps=a.reps)
+    elif what == "streaming":
+        from bench.streaming import run as run_stream
+
+        rep = run_stream(a.persons)
     elif what == "generate":
         from bench.generate import run as run_gen
 

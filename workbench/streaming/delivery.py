@@ -1,0 +1,114 @@
+"""Streaming memberships to streaming destinations (webhooks), as they happen.
+
+A webhook destination that maps a streaming segment gets that segment's membership
+changes from the streaming engine within its micro-batch wait (``connection.max_wait_s``,
+default 1 s), through :class:`workbench.activation.streaming.EventStream` (signed, retried,
+dead-lettered like the batch path). Only membership changes are sent, never profile
+attributes (the rule of the reference platform for streaming segments); the identities are
+the destination's identity columns, encoded as its file exports encode them. The
+destination's consent policy applies: an entry of a member without consent is not sent
+at all (the receiver never learns of them), an exit always is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from workbench.activation.destinations import Destination
+from workbench.activation.streaming import EventStream
+from workbench.streaming.engine import Change
+
+if TYPE_CHECKING:
+    from workbench.streaming.engine import StreamEngine
+    from workbench.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def consent_value(v: Any) -> str:
+    """``y`` / ``n`` / ``unknown``, as :func:`workbench.activation.service.consent_sql` reads it."""
+    if v is None:
+        return "unknown"
+    s = str(v).strip().lower()
+    if s in ("true", "y", "yes", "1", "opt-in", "in"):
+        return "y"
+    if s in ("false", "n", "no", "0", "opt-out", "out"):
+        return "n"
+    return "unknown"
+
+
+def encode(source: str, value: Any, encoding: str) -> str | None:
+    """An identity value encoded as the file exports encode it (``_encode_sql``)."""
+    if value is None:
+        return None
+    s = str(value)
+    if encoding == "clear":
+        return s
+    if encoding == "sha256_digits":
+        s = s.replace("+", "")
+    elif source == "email" or source.endswith("email"):
+        s = s.strip().lower()
+    return hashlib.sha256(s.encode("utf-8")).hexdigest()
+
+
+class StreamingDelivery:
+    """Sends the engine's membership changes to every webhook mapping a streaming segment."""
+
+    def __init__(self, ws: Workspace, engine: StreamEngine) -> None:
+        self.engine = engine
+        self.streams: list[tuple[Destination, EventStream, set[str]]] = []
+        streaming = set(engine.streaming)
+        for d in ws.activation.list():
+            if d.type != "webhook":
+                continue
+            segs = set(d.segments) & streaming
+            if segs:
+                self.streams.append((d, EventStream(ws, d), segs))
+        self.sent = 0
+        self.skipped_no_consent = 0
+        if self.streams:
+            log.info("streaming delivery to %s", ", ".join(d.name for d, _, _ in self.streams))
+
+    def __call__(self, changes: list[Change]) -> None:
+        for d, stream, segs in self.streams:
+            for c in changes:
+                if c.segment not in segs:
+                    continue
+                attrs = (
+                    self.engine.state.attributes(c.profile_id) if c.status == "realized" else None
+                )
+                if (
+                    attrs is not None
+                    and d.consent.attribute is not None
+                    and consent_value(attrs.get(d.consent.attribute)) not in d.consent.allow
+                ):
+                    self.skipped_no_consent += 1
+                    continue
+                if attrs is None:
+                    attrs = self.engine.state.attributes(c.profile_id)
+                ids = {
+                    col.column: encode(col.source, attrs.get(col.source), col.encoding)
+                    for col in d.identities
+                    if attrs.get(col.source) is not None
+                }
+                stream.send(
+                    c.segment,
+                    profile_id=c.profile_id,
+                    status=c.status,
+                    identities=ids or None,
+                    as_of=c.at,
+                )
+                self.sent += 1
+
+    def close(self) -> None:
+        """Send what is queued and close the connections."""
+        for _, s, _ in self.streams:
+            try:
+                s.close()
+            except Exception:
+                log.exception("closing a streaming destination failed")
+
+
+__all__ = ["StreamingDelivery", "consent_value", "encode"]
