@@ -357,6 +357,89 @@ def dataset_list(workspace: Path) -> None:
     )
 
 
+# ---------------------------------------------------------------------- api keys
+@main.group()
+def apikey() -> None:
+    """API keys of the streaming service (stored hashed; a token is shown once)."""
+
+
+@apikey.command("create")
+@click.option("--name", required=True, help="Unique key name (a-z, 0-9, _, -).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    help="Dataset the key may use (repeat; default: every dataset).",
+)
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["collect", "read"]),
+    help="collect (send data) and/or read (repeat; default: both).",
+)
+@_workspace_option
+def apikey_create(
+    name: str, datasets: tuple[str, ...], scopes: tuple[str, ...], workspace: Path
+) -> None:
+    """Create an API key and print its token, once."""
+    ws = _open(workspace)
+    info, token = ws.apikeys.create(
+        name, datasets=list(datasets) or None, scopes=scopes or ("collect", "read")
+    )
+    # the token alone on stdout (TOKEN=$(workbench apikey create ...)); the rest on stderr
+    err_console.print(
+        f"api key [bold]{info.name}[/bold] created (scopes {', '.join(info.scopes)}; "
+        f"datasets {', '.join(info.datasets) if info.datasets else 'all'})",
+        highlight=False,
+    )
+    err_console.print(
+        "[yellow]store this token now (a secret store or an environment variable): "
+        "it is not kept and will not be shown again[/yellow]"
+    )
+    click.echo(token)
+
+
+@apikey.command("list")
+@_workspace_option
+def apikey_list(workspace: Path) -> None:
+    """List API keys (name, prefix, scopes, datasets, use; never a token)."""
+    ws = _open(workspace)
+
+    def when(t: dt.datetime | None) -> str:
+        return "" if t is None else t.strftime("%Y-%m-%d %H:%M:%SZ")
+
+    rows = [
+        [
+            k.name,
+            f"{k.prefix}...",
+            ", ".join(k.scopes),
+            ", ".join(k.datasets) if k.datasets is not None else "all",
+            when(k.created_at),
+            when(k.last_used_at),
+            "revoked " + when(k.revoked_at) if k.revoked_at else "active",
+        ]
+        for k in ws.apikeys.list()
+    ]
+    console.print(
+        _table(
+            "api keys",
+            ["name", "prefix", "scopes", "datasets", "created", "last used", "status"],
+            rows,
+        )
+    )
+
+
+@apikey.command("revoke")
+@click.argument("name")
+@_workspace_option
+def apikey_revoke(name: str, workspace: Path) -> None:
+    """Revoke an API key at once (its record stays)."""
+    ws = _open(workspace)
+    info = ws.apikeys.revoke(name)
+    console.print(f"api key [bold]{info.name}[/bold] ({info.prefix}...) revoked", highlight=False)
+
+
 # ---------------------------------------------------------------------- ingestion
 @main.command()
 @click.argument("dataset_name", metavar="DATASET")

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from workbench.activation.service import Activation
+from workbench.catalog.apikeys import ApiKeys
 from workbench.catalog.store import BatchInfo, Catalog, DatasetInfo
 from workbench.errors import (
     AlreadyExistsError,
@@ -62,6 +63,7 @@ class Workspace:
         self.segments = Segments(self)
         self.activation = Activation(self)
         self.jobs = Jobs(self)
+        self.apikeys = ApiKeys(self)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

@@ -21,7 +21,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Bumped when the catalog's tables change; stored in ``catalog_meta``.
-CATALOG_VERSION = 3
+#: Upgrades only add tables: :meth:`Catalog.initialize` creates the missing ones and bumps
+#: the stored version (4 added ``api_keys``).
+CATALOG_VERSION = 4
 
 
 def utcnow() -> dt.datetime:
@@ -300,3 +302,23 @@ class JobRunRow(Base):
 
 
 __all__ += ["JobRunRow"]
+
+
+class ApiKeyRow(Base):
+    """An API key of the streaming service. Only the SHA-256 of the token is stored, with
+    its first characters to tell keys apart in listings and logs; the token is shown once."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: dataset names the key may use; NULL: every dataset
+    datasets: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+__all__ += ["ApiKeyRow"]
