@@ -670,3 +670,78 @@ def test_kill_9_loses_nothing_and_resumes_without_duplicates(
         assert ws.datasets.count("web_events") == before + len(items)
     finally:
         ws.close()
+
+
+# ---------------------------------------------------------------------- fuzzing
+def _fuzz(
+    op: Any,
+    mode: Any,
+    headers: dict[str, str],
+    url: str,
+    failures: list[str],
+    calls: list[int],
+    unsatisfiable: set[str],
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    @given(case=op.as_strategy(generation_mode=mode))
+    def check(case: Any) -> None:
+        r = case.call(base_url=url, headers=headers, timeout=30)
+        calls[0] += 1
+        if r.status_code >= 500:
+            failures.append(
+                f"{case.method} {case.formatted_path} {case.body!r:.200}: {r.status_code} {r.text[:200]}"
+            )
+
+    try:
+        check()
+    except Unsatisfiable:  # nothing to make invalid (an operation without parameters)
+        assert mode.value == "negative", op.label
+        unsatisfiable.add(op.label)
+
+
+@pytest.mark.slow
+def test_fuzz_the_api_from_its_own_openapi_spec(brand: Workspace, built: dict[str, Any]) -> None:
+    """schemathesis, positive and negative cases for every operation: never a 5xx."""
+    import schemathesis
+
+    from workbench.streaming.engine import ManualClock
+    from workbench.streaming.service import StreamingService
+
+    ws = brand
+    token = _key(ws)
+    svc = StreamingService(ws, clock=ManualClock(built["t0"]), commit_interval=0)
+    srv = Server(svc)
+    failures: list[str] = []
+    calls = [0]
+    unsatisfiable: set[str] = set()
+    try:
+        schema = schemathesis.openapi.from_url(f"{srv.url}/openapi.json")
+        for result in schema.get_all_operations():
+            op = result.ok()
+            if op.path == "/v1/memberships/stream":  # endless by design: checked below
+                continue
+            for mode in schemathesis.GenerationMode:
+                for headers in (_auth(token), {}):
+                    _fuzz(op, mode, headers, srv.url, failures, calls, unsatisfiable)
+        # the stream's own errors
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            r = c.get("/v1/memberships/stream", headers={**_auth(token), "Last-Event-ID": "abc"})
+            assert r.status_code == 400
+            r = c.get("/v1/memberships/stream", params={"segment": "nope"}, headers=_auth(token))
+            assert r.status_code == 400
+            assert c.get("/v1/memberships/stream").status_code == 401
+    finally:
+        srv.stop()
+    assert calls[0] > 200
+    # no parameter that could be made invalid (a path segment is any text)
+    assert unsatisfiable <= {
+        "GET /healthz",
+        "GET /metrics",
+        "GET /v1/segments/{name}/members/count",
+    }
+    assert not failures, failures[:5]

@@ -1591,5 +1591,53 @@ def dashboard(dashboard_dir: Path, port: int, voila_args: tuple[str, ...], works
     sys.exit(subprocess.call(cmd, env=env))
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "event"]),
+    default="wall",
+    show_default=True,
+    help="'event': now is the latest event time seen (replaying history), from --as-of.",
+)
+@click.option("--as-of", default=None, help="Start time of an event clock (ISO 8601).")
+@click.option("--max-queue", default=20_000, show_default=True, type=int, help="Items waiting before 429.")
+@click.option("--commit-interval", default=5.0, show_default=True, type=float, help="Seconds between lake commits.")
+@_workspace_option
+def serve(
+    host: str,
+    port: int,
+    clock: str,
+    as_of: str | None,
+    max_queue: int,
+    commit_interval: float,
+    workspace: Path,
+) -> None:
+    """Run the streaming service (HTTP collection, streaming segments, personalization)."""
+    from workbench.errors import ConfigError
+    from workbench.streaming.engine import EventClock, WallClock
+    from workbench.streaming.service import StreamingService
+
+    if clock == "event" and as_of is None:
+        raise ConfigError("--clock event needs --as-of (the time to start from)")
+    ws = _open(workspace)
+    t0 = time.perf_counter()
+    svc = StreamingService(
+        ws,
+        clock=EventClock(as_of) if clock == "event" else WallClock(),
+        max_queue=max_queue,
+        commit_interval=commit_interval,
+    )
+    e = svc.engine
+    console.print(
+        f"state loaded in {time.perf_counter() - t0:.1f}s: {len(e.state.index):,} identities, "
+        f"{len(e.streaming)} streaming segments ({', '.join(e.streaming) or 'none'}); "
+        f"listening on http://{host}:{port} (OpenAPI: /openapi.json, metrics: /metrics)",
+        highlight=False,
+    )
+    svc.serve(host, port)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -522,7 +522,9 @@ class StreamEngine:
                     Change(0, s, pid, "realized" if is_member else "exited", now, cause, accepted)
                 )
             if events or _uses_events(self.definitions[s]):
-                t = next_change(self.definitions[s], self.definitions, events, now)
+                t = next_change(
+                    self.definitions[s], self.definitions, events, now, attributes=attrs
+                )
                 if t is not None and (soonest is None or t < soonest):
                     soonest = t
         if soonest is not None and self._scheduled.get(pid) != soonest:
