@@ -745,3 +745,87 @@ def test_fuzz_the_api_from_its_own_openapi_spec(brand: Workspace, built: dict[st
         "GET /v1/segments/{name}/members/count",
     }
     assert not failures, failures[:5]
+
+
+# ---------------------------------------------------------------------- destinations
+def test_streaming_segments_reach_webhook_and_audience_manager_within_seconds(
+    brand: Workspace, built: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_activation_streaming import FAST, SECRET, SECRET_ENV, Receiver
+    from workbench.activation.streaming import sign
+    from workbench.streaming.engine import ManualClock
+    from workbench.streaming.service import StreamingService
+
+    ws = brand
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    hook = Receiver()
+    am = Receiver(
+        reply=lambda req, n: (
+            200,
+            {},
+            {"id": "R-7", "status": "active"} if req.path == "/segments" else {"ok": True},
+        )
+    )
+    try:
+        conn = {"secret_env": SECRET_ENV, "max_wait_s": 0.2, **FAST}
+        ws.activation.add(
+            {
+                "name": "hook",
+                "type": "webhook",
+                "connection": {"url": hook.url, **conn},
+                "segments": ["active_web_24h", "vip_at_risk"],
+            }
+        )
+        ws.activation.add(
+            {
+                "name": "aam",
+                "type": "audience_manager",
+                "connection": {"url": am.url, **conn},
+                "segments": ["active_web_24h"],
+            }
+        )
+        token = _key(ws)
+        svc = StreamingService(
+            ws, clock=ManualClock(built["t0"] + dt.timedelta(minutes=10)), commit_interval=0
+        )
+        srv = Server(svc)
+        try:
+            at = built["t0"] + dt.timedelta(minutes=5)
+            with httpx.Client(base_url=srv.url, timeout=30) as c:
+                t = time.monotonic()
+                r = c.post(
+                    "/v1/collect/web_events", json=_event("brand-new", at), headers=_auth(token)
+                )
+                assert r.status_code == 202
+                deadline = time.monotonic() + 10
+                while not (any(q.path == "/memberships" for q in am.requests) and hook.requests):
+                    assert time.monotonic() < deadline, (hook.requests, am.requests)
+                    time.sleep(0.02)
+                took = time.monotonic() - t
+        finally:
+            srv.stop()
+        pid = svc.engine.lookup("ecid:brand-new")
+        events = [e for q in hook.requests for e in json.loads(q.body)["events"]]
+        mine = [e for e in events if e["profile_id"] == pid]
+        assert [(e["segment"], e["status"]) for e in mine] == [("active_web_24h", "realized")]
+        assert hook.requests[0].headers["x-workbench-signature"] == sign(
+            SECRET, hook.requests[0].body
+        )
+        assert "attributes" not in mine[0]  # streaming segments send membership changes only
+        assert (
+            am.requests[0].path == "/segments"
+            and json.loads(am.requests[0].body)["id"] == "active_web_24h"
+        )
+        shared = [json.loads(q.body) for q in am.requests if q.path == "/memberships"]
+        assert shared[0]["segment_id"] == "R-7"
+        ours = [
+            m
+            for b in shared
+            for m in b["memberships"]
+            if {"namespace": "ecid", "value": "brand-new"} in m["identities"]
+        ]
+        assert [m["status"] for m in ours] == ["realized"]
+        assert took < 5  # seconds, not the next batch job
+    finally:
+        hook.stop()
+        am.stop()

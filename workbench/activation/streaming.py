@@ -557,6 +557,121 @@ class EventStream:
         self.close()
 
 
+def audience_identities(identities: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """A profile's identities as an audience manager gets them (as :func:`_stage` writes
+    them): email and phone as the SHA-256 of the normalized value under ``email_sha256`` /
+    ``phone_sha256``, the other namespaces as they are; sorted."""
+    out = [
+        {"namespace": HASHED_NAMESPACES[ns], "value": hashlib.sha256(v.encode()).hexdigest()}
+        if ns in HASHED_NAMESPACES
+        else {"namespace": ns, "value": v}
+        for ns, v in identities
+    ]
+    return sorted(out, key=lambda x: (x["namespace"], x["value"]))
+
+
+class AudienceStream:
+    """The streaming path of an audience manager: a confirmed segment's membership changes
+    shared as they happen (micro-batches per segment, signed, retried, dead-lettered like
+    :class:`EventStream`).
+
+    A segment the audience manager has not confirmed gets its metadata pushed on its first
+    change; until it is confirmed its changes are not shared (counted in ``unconfirmed``):
+    the next segment job's delivery shares its members as ``existing``.
+
+    .. code-block:: python
+
+        with AudienceStream(ws, "aam") as s:
+            s.send("gold", "realized", audience_identities([("ecid", "123")]))
+    """
+
+    def __init__(self, ws: Workspace, destination: str | Destination) -> None:
+        d = ws.activation.get(destination) if isinstance(destination, str) else destination
+        if d.type != "audience_manager":
+            raise ConfigError(f"destination {d.name!r} is not an audience manager")
+        self._ws = ws
+        self._d = d
+        self.options = Options.of(d)
+        self._sender = Sender(d, self.options, _secret(d, "secret"))
+        self._remote: dict[str, str | None] = {}
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.dead_lettered = 0
+        self.unconfirmed = 0
+
+    def _remote_id(self, segment: str) -> str | None:
+        with self._lock:
+            if segment not in self._remote:
+                sync, _, error = ensure_sync(self._ws, self._d, segment, self._sender)
+                self._remote[segment] = sync.remote_id if sync is not None else None
+                if sync is None:
+                    log.warning("%s: %s (streaming changes are held back)", self._d.name, error)
+            return self._remote[segment]
+
+    def send(
+        self, segment: str, status: str, identities: list[dict[str, str]], as_of: Any = None
+    ) -> None:
+        """Queue one membership change (``realized`` / ``exited``) of a profile."""
+        if status not in ("realized", "exited"):
+            raise ConfigError(f"status must be realized or exited, not {status!r}")
+        if not identities:
+            return
+        remote = self._remote_id(segment)
+        if remote is None:
+            self.unconfirmed += 1
+            return
+        with self._lock:
+            b = self._batchers.get(segment)
+            if b is None:
+                b = MicroBatcher(
+                    lambda items, seg=segment, rid=remote: self._post(seg, rid, items),
+                    self.options.max_batch,
+                    self.options.max_wait_s,
+                )
+                self._batchers[segment] = b
+        b.add({"status": status, "identities": identities})
+
+    def _post(self, segment: str, remote: str, items: list[dict[str, Any]]) -> None:
+        delivery_id = str(uuid.uuid4())
+        body = _body({"segment_id": remote, "memberships": items})
+        out = self._sender.post("/memberships", body, delivery_id)
+        if out.delivered:
+            self.delivered += len(items)
+            return
+        self._sender.down = None
+        added = sum(i["status"] == "realized" for i in items)
+        _dead_letter(
+            self._ws,
+            [
+                _dead_row(
+                    self._d.name, segment, delivery_id, "/memberships", body, len(items), added,
+                    len(items) - added, out, None,
+                )
+            ],
+        )  # fmt: skip
+        self.dead_lettered += len(items)
+
+    def flush(self) -> None:
+        """Send what is queued now."""
+        for b in list(self._batchers.values()):
+            b.flush()
+
+    def close(self) -> None:
+        """Send what is left and close the connection."""
+        try:
+            for b in list(self._batchers.values()):
+                b.close()
+        finally:
+            self._sender.close()
+
+    def __enter__(self) -> AudienceStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # ---------------------------------------------------------------------- dead letters
 def _dead_row(
     destination: str,
@@ -1224,6 +1339,43 @@ def _webhook(
     return _finish(ws, d, segment, as_of, run, act_id, mode, plan, sent, t0)
 
 
+def ensure_sync(
+    ws: Workspace, d: Destination, segment: str, sender: Sender
+) -> tuple[Any, Outcome | None, str | None]:
+    """The audience manager's confirmation of a segment (its metadata pushed first when
+    it has none for the segment's current version): ``(sync, None, None)``, or ``(None,
+    outcome, why)`` when the audience manager did not confirm it."""
+    info = ws.segments.info(segment)
+    sync = ws.catalog.get_audience_sync(d.name, segment)
+    if sync is not None and sync.segment_version == info.version:
+        return sync, None, None
+    meta = {
+        "id": segment,
+        "name": segment,
+        "description": info.description,
+        "version": info.version,
+    }
+    out = sender.post("/segments", _body(meta), str(uuid.uuid4()))
+    body = out.body if isinstance(out.body, dict) else {}
+    remote = body.get("id")
+    if out.delivered and body.get("status") == "active" and remote not in (None, ""):
+        sync = ws.catalog.confirm_audience_sync(d.name, segment, str(remote), info.version)
+        log.info(
+            "%s: segment %s v%s confirmed as %s", d.name, segment, info.version, sync.remote_id
+        )
+        return sync, None, None
+    why = (
+        f"pushing the segment failed: {out.error}"
+        if not out.delivered
+        else f"the audience manager answered status {body.get('status')!r}"
+    )
+    error = (
+        f"segment {segment!r} (version {info.version}) is not confirmed by the "
+        f"audience manager ({why}); no memberships were shared"
+    )
+    return None, out, error
+
+
 def _audience(
     ws: Workspace,
     d: Destination,
@@ -1246,51 +1398,25 @@ def _audience(
     (CRM, loyalty, cookie ids) are sent as they are, being the shared keys of the two
     systems. Internal profile ids are not sent.
     """
-    info = ws.segments.info(segment)
     sender = make_sender()
-    sync = ws.catalog.get_audience_sync(d.name, segment)
-    if sync is None or sync.segment_version != info.version:
-        meta = {
-            "id": segment,
-            "name": segment,
-            "description": info.description,
-            "version": info.version,
-        }
-        out = sender.post("/segments", _body(meta), str(uuid.uuid4()))
-        body = out.body if isinstance(out.body, dict) else {}
-        remote = body.get("id")
-        if out.delivered and body.get("status") == "active" and remote not in (None, ""):
-            sync = ws.catalog.confirm_audience_sync(d.name, segment, str(remote), info.version)
-            log.info(
-                "%s: segment %s v%s confirmed as %s", d.name, segment, info.version, sync.remote_id
-            )
-        else:
-            status = "failed" if not out.delivered else "unconfirmed"
-            why = (
-                f"pushing the segment failed: {out.error}"
-                if not out.delivered
-                else f"the audience manager answered status {body.get('status')!r}"
-            )
-            error = (
-                f"segment {segment!r} (version {info.version}) is not confirmed by the "
-                f"audience manager ({why}); no memberships were shared"
-            )
-            files = [
-                {
-                    "name": "segment metadata",
-                    "attempts": out.attempts,
-                    "http_status": out.status_code,
-                    "status": status,
-                }
-            ]
-            ws.catalog.finish_activation(
-                act_id, status=status, mode="sync", counts=asdict(Counts()), files=files,
-                error=error,
-            )  # fmt: skip
-            log.warning("%s: %s", d.name, error)
-            return _result(
-                act_id, d, segment, as_of, "sync", status, Counts(), files, None, error, t0
-            )
+    sync, out, error = ensure_sync(ws, d, segment, sender)
+    if sync is None:
+        assert out is not None and error is not None
+        status = "failed" if not out.delivered else "unconfirmed"
+        files = [
+            {
+                "name": "segment metadata",
+                "attempts": out.attempts,
+                "http_status": out.status_code,
+                "status": status,
+            }
+        ]
+        ws.catalog.finish_activation(
+            act_id, status=status, mode="sync", counts=asdict(Counts()), files=files,
+            error=error,
+        )  # fmt: skip
+        log.warning("%s: %s", d.name, error)
+        return _result(act_id, d, segment, as_of, "sync", status, Counts(), files, None, error, t0)
     since = sync.memberships_run_id
     mode = "existing" if since is None else "incremental"
     if since is not None and run.id <= since:
@@ -1437,14 +1563,17 @@ __all__ = [
     "DEAD_LETTER_SCHEMA",
     "DELIVERY_HEADER",
     "SIGNATURE_HEADER",
+    "AudienceStream",
     "EventStream",
     "MicroBatcher",
     "Options",
     "Outcome",
     "Sender",
+    "audience_identities",
     "dead_letters",
     "deliver",
     "deliver_all",
+    "ensure_sync",
     "retry",
     "sign",
 ]

@@ -1,4 +1,5 @@
-"""Streaming memberships to streaming destinations (webhooks), as they happen.
+"""Streaming memberships to streaming destinations (webhooks, audience managers), as they
+happen.
 
 A webhook destination that maps a streaming segment gets that segment's membership
 changes from the streaming engine within its micro-batch wait (``connection.max_wait_s``,
@@ -8,16 +9,22 @@ attributes (the rule of the reference platform for streaming segments); the iden
 the destination's identity columns, encoded as its file exports encode them. The
 destination's consent policy applies: an entry of a member without consent is not sent
 at all (the receiver never learns of them), an exit always is.
+
+An audience manager that maps a streaming segment gets its confirmed segments' changes the
+same way (:class:`workbench.activation.streaming.AudienceStream`), keyed by every identity
+of the profile, email and phone hashed: within seconds, not at the next segment job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 from typing import TYPE_CHECKING, Any
 
 from workbench.activation.destinations import Destination
-from workbench.activation.streaming import EventStream
+from workbench.activation.streaming import AudienceStream, EventStream, audience_identities
 from workbench.streaming.engine import Change
 
 if TYPE_CHECKING:
@@ -58,36 +65,57 @@ class StreamingDelivery:
 
     def __init__(self, ws: Workspace, engine: StreamEngine) -> None:
         self.engine = engine
-        self.streams: list[tuple[Destination, EventStream, set[str]]] = []
+        self.streams: list[tuple[Destination, EventStream | AudienceStream, set[str]]] = []
         streaming = set(engine.streaming)
         for d in ws.activation.list():
-            if d.type != "webhook":
-                continue
             segs = set(d.segments) & streaming
-            if segs:
+            if not segs:
+                continue
+            if d.type == "webhook":
                 self.streams.append((d, EventStream(ws, d), segs))
+            elif d.type == "audience_manager":
+                self.streams.append((d, AudienceStream(ws, d), segs))
         self.sent = 0
         self.skipped_no_consent = 0
+        self._queue: queue.Queue[list[Change] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="stream-delivery", daemon=True)
+        self._thread.start()
         if self.streams:
             log.info("streaming delivery to %s", ", ".join(d.name for d, _, _ in self.streams))
 
     def __call__(self, changes: list[Change]) -> None:
+        """Hand changes over (the engine's thread never waits on a receiver)."""
+        self._queue.put(changes)
+
+    def _run(self) -> None:
+        while True:
+            changes = self._queue.get()
+            if changes is None:
+                return
+            try:
+                self._deliver(changes)
+            except Exception:
+                log.exception("streaming delivery failed")
+
+    def _deliver(self, changes: list[Change]) -> None:
         for d, stream, segs in self.streams:
             for c in changes:
                 if c.segment not in segs:
                     continue
-                attrs = (
-                    self.engine.state.attributes(c.profile_id) if c.status == "realized" else None
-                )
+                with self.engine._lock:
+                    attrs = self.engine.state.attributes(c.profile_id)
+                    idents = list(self.engine.state.identities_of(c.profile_id))
                 if (
-                    attrs is not None
+                    c.status == "realized"
                     and d.consent.attribute is not None
                     and consent_value(attrs.get(d.consent.attribute)) not in d.consent.allow
                 ):
                     self.skipped_no_consent += 1
                     continue
-                if attrs is None:
-                    attrs = self.engine.state.attributes(c.profile_id)
+                if isinstance(stream, AudienceStream):
+                    stream.send(c.segment, c.status, audience_identities(idents), as_of=c.at)
+                    self.sent += 1
+                    continue
                 ids = {
                     col.column: encode(col.source, attrs.get(col.source), col.encoding)
                     for col in d.identities
@@ -104,6 +132,8 @@ class StreamingDelivery:
 
     def close(self) -> None:
         """Send what is queued and close the connections."""
+        self._queue.put(None)
+        self._thread.join(timeout=60)
         for _, s, _ in self.streams:
             try:
                 s.close()
