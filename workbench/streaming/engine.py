@@ -441,6 +441,7 @@ class StreamEngine:
 
     # ------------------------------------------------------------------ processing
     def _run(self) -> None:
+        pruned = time.monotonic()
         while True:
             due = self._timers[0][0] if self._timers else None
             wait = 1.0
@@ -459,34 +460,42 @@ class StreamEngine:
             stop = any(b is None for b in batch)
             try:
                 self._process([b for b in batch if isinstance(b, _Item)])
+                if time.monotonic() - pruned > 60:  # events that no window can see any more
+                    with self._lock:
+                        self.state.prune(self.clock.now())
+                    pruned = time.monotonic()
             except Exception:
                 log.exception("streaming engine: processing failed")
             if stop:
                 return
 
     def _process(self, items: list[_Item]) -> None:
-        with self._lock:
-            changes: list[Change] = []
-            todo: dict[int, tuple[str, float | None]] = {}
-            for it in items:
+        """Apply items, then evaluate each touched profile once (and the timers due). The
+        lock is held per item and per profile, so readers never wait for a whole batch."""
+        changes: list[Change] = []
+        todo: dict[int, tuple[str, float | None]] = {}
+        for it in items:
+            with self._lock:
                 if isinstance(it.row.get("timestamp"), dt.datetime) and self._is_event(it.dataset):
                     self.clock.observe(it.row["timestamp"])
                 pid, retired = self._apply(it.dataset, it.row)
                 for g in retired:
                     changes.extend(self._exit_all(g, f"merge:{it.seq}", it.accepted))
                     todo.pop(g, None)
-                if pid is not None:
-                    todo[pid] = (str(it.seq), it.accepted)
-                self.counters["processed"] += 1
-            now = self.clock.now()
+                if pid is not None:  # the earliest item's accept time: latency is not flattered
+                    todo.setdefault(pid, (str(it.seq), it.accepted))
+        now = self.clock.now()
+        with self._lock:
             while self._timers and self._timers[0][0] <= now:
                 t, pid = heapq.heappop(self._timers)
                 if self._scheduled.get(pid) == t:
                     del self._scheduled[pid]
                     todo.setdefault(self.state.resolve_id(pid), ("timer", None))
-            for pid, (cause, acc) in todo.items():
+        for pid, (cause, acc) in todo.items():
+            with self._lock:
                 changes.extend(self._evaluate(pid, now, cause, acc))
         self._publish(changes)
+        self.counters["processed"] += len(items)
 
     def _is_event(self, dataset: str) -> bool:
         p = self.state.datasets.get(dataset)
@@ -572,13 +581,14 @@ class StreamEngine:
         ]
         seqs = self.change_log.append(recs)
         done = []
-        for c, s in zip(changes, seqs, strict=True):
-            m = self.members[c.segment]
-            if c.status == "exited":
-                m.discard(c.profile_id)
-            else:
-                m.add(c.profile_id)
-            done.append(Change(s, c.segment, c.profile_id, c.status, c.at, c.cause, c.accepted))
+        with self._lock:
+            for c, s in zip(changes, seqs, strict=True):
+                m = self.members[c.segment]
+                if c.status == "exited":
+                    m.discard(c.profile_id)
+                else:
+                    m.add(c.profile_id)
+                done.append(Change(s, c.segment, c.profile_id, c.status, c.at, c.cause, c.accepted))
         self.counters["changes"] += len(done)
         for fn in list(self._listeners):
             try:
