@@ -467,7 +467,47 @@ class MicroBatcher:
                 log.exception("micro-batch flush failed")
 
 
-class EventStream:
+class _Stream:
+    """What the streaming paths share: the destination, its sender, and one POST of a
+    micro-batch that either is delivered or goes to the dead letters whole."""
+
+    TYPE = ""
+
+    def __init__(self, ws: Workspace, destination: str | Destination) -> None:
+        d = ws.activation.get(destination) if isinstance(destination, str) else destination
+        if d.type != self.TYPE:
+            raise ConfigError(f"destination {d.name!r} is not of type {self.TYPE}")
+        self._ws = ws
+        self._d = d
+        self.options = Options.of(d)
+        self._sender = Sender(d, self.options, _secret(d, "secret"))
+        self.delivered = 0
+        self.dead_lettered = 0
+
+    def _deliver(
+        self, segment: str, endpoint: str, payload: dict[str, Any], items: list[dict[str, Any]]
+    ) -> None:
+        delivery_id = str(uuid.uuid4())
+        body = _body(payload)
+        out = self._sender.post(endpoint, body, delivery_id)
+        if out.delivered:
+            self.delivered += len(items)
+            return
+        self._sender.down = None  # a stream keeps trying the batches that come later
+        added = sum(i["status"] == "realized" for i in items)
+        _dead_letter(
+            self._ws,
+            [
+                _dead_row(
+                    self._d.name, segment, delivery_id, endpoint, body, len(items), added,
+                    len(items) - added, out, None,
+                )
+            ],
+        )  # fmt: skip
+        self.dead_lettered += len(items)
+
+
+class EventStream(_Stream):
     """The streaming path of a webhook: changes sent as they happen, in micro-batches.
 
     A producer (a streaming segment evaluation, for instance) calls :meth:`send` for each
@@ -484,16 +524,10 @@ class EventStream:
         destination: A webhook destination (name or definition).
     """
 
+    TYPE = "webhook"
+
     def __init__(self, ws: Workspace, destination: str | Destination) -> None:
-        d = ws.activation.get(destination) if isinstance(destination, str) else destination
-        if d.type != "webhook":
-            raise ConfigError(f"destination {d.name!r} is not a webhook")
-        self._ws = ws
-        self._d = d
-        self.options = Options.of(d)
-        self._sender = Sender(d, self.options, _secret(d, "secret"))
-        self.delivered = 0
-        self.dead_lettered = 0
+        super().__init__(ws, destination)
         self._batcher = MicroBatcher(self._post, self.options.max_batch, self.options.max_wait_s)
 
     def send(
@@ -519,25 +553,8 @@ class EventStream:
         )
 
     def _post(self, events: list[dict[str, Any]]) -> None:
-        delivery_id = str(uuid.uuid4())
-        body = _body({"events": events})
-        out = self._sender.post("", body, delivery_id)
-        if out.delivered:
-            self.delivered += len(events)
-            return
-        self._sender.down = None  # a stream keeps trying the batches that come later
-        added = sum(e["status"] == "realized" for e in events)
         segs = {e["segment"] for e in events}
-        _dead_letter(
-            self._ws,
-            [
-                _dead_row(
-                    self._d.name, segs.pop() if len(segs) == 1 else "*", delivery_id, "", body, len(events),
-                    added, len(events) - added, out, None,
-                )
-            ],
-        )  # fmt: skip
-        self.dead_lettered += len(events)
+        self._deliver(segs.pop() if len(segs) == 1 else "*", "", {"events": events}, events)
 
     def flush(self) -> None:
         """Send what is queued now."""
@@ -570,7 +587,7 @@ def audience_identities(identities: Sequence[tuple[str, str]]) -> list[dict[str,
     return sorted(out, key=lambda x: (x["namespace"], x["value"]))
 
 
-class AudienceStream:
+class AudienceStream(_Stream):
     """The streaming path of an audience manager: a confirmed segment's membership changes
     shared as they happen (micro-batches per segment, signed, retried, dead-lettered like
     :class:`EventStream`).
@@ -585,19 +602,13 @@ class AudienceStream:
             s.send("gold", "realized", audience_identities([("ecid", "123")]))
     """
 
+    TYPE = "audience_manager"
+
     def __init__(self, ws: Workspace, destination: str | Destination) -> None:
-        d = ws.activation.get(destination) if isinstance(destination, str) else destination
-        if d.type != "audience_manager":
-            raise ConfigError(f"destination {d.name!r} is not an audience manager")
-        self._ws = ws
-        self._d = d
-        self.options = Options.of(d)
-        self._sender = Sender(d, self.options, _secret(d, "secret"))
+        super().__init__(ws, destination)
         self._remote: dict[str, str | None] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         self._lock = threading.Lock()
-        self.delivered = 0
-        self.dead_lettered = 0
         self.unconfirmed = 0
 
     def _remote_id(self, segment: str) -> str | None:
@@ -633,24 +644,7 @@ class AudienceStream:
         b.add({"status": status, "identities": identities})
 
     def _post(self, segment: str, remote: str, items: list[dict[str, Any]]) -> None:
-        delivery_id = str(uuid.uuid4())
-        body = _body({"segment_id": remote, "memberships": items})
-        out = self._sender.post("/memberships", body, delivery_id)
-        if out.delivered:
-            self.delivered += len(items)
-            return
-        self._sender.down = None
-        added = sum(i["status"] == "realized" for i in items)
-        _dead_letter(
-            self._ws,
-            [
-                _dead_row(
-                    self._d.name, segment, delivery_id, "/memberships", body, len(items), added,
-                    len(items) - added, out, None,
-                )
-            ],
-        )  # fmt: skip
-        self.dead_lettered += len(items)
+        self._deliver(segment, "/memberships", {"segment_id": remote, "memberships": items}, items)
 
     def flush(self) -> None:
         """Send what is queued now."""
