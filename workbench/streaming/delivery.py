@@ -75,6 +75,11 @@ class StreamingDelivery:
                 self.streams.append((d, EventStream(ws, d), segs))
             elif d.type == "audience_manager":
                 self.streams.append((d, AudienceStream(ws, d), segs))
+        #: the attributes each destination reads (its consent attribute and identity columns)
+        self._needs = {
+            d.name: [a for a in (d.consent.attribute, *(c.source for c in d.identities)) if a]
+            for d, _, _ in self.streams
+        }
         self.sent = 0
         self.skipped_no_consent = 0
         self._queue: queue.Queue[list[Change] | None] = queue.Queue()
@@ -103,7 +108,7 @@ class StreamingDelivery:
                 if c.segment not in segs:
                     continue
                 with self.engine._lock:
-                    attrs = self.engine.state.attributes(c.profile_id)
+                    attrs = self.engine.state.attributes(c.profile_id, self._needs[d.name])
                     idents = list(self.engine.state.identities_of(c.profile_id))
                 if (
                     c.status == "realized"

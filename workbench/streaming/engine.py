@@ -55,7 +55,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from workbench.errors import NotFoundError, WorkbenchError
 from workbench.schema.model import SchemaClass
 from workbench.segments.classify import STREAMING_WINDOW, classify
-from workbench.segments.model import Events, SegmentDefinition, Sequence, walk
+from workbench.segments.model import Attr, Events, InSegment, SegmentDefinition, Sequence, walk
 from workbench.segments.service import to_utc
 from workbench.segments.single import compile_predicate, next_change
 from workbench.streaming.log import DurableLog
@@ -219,6 +219,8 @@ class StreamEngine:
             n: compile_predicate(self.definitions[n], self.definitions) for n in self.streaming
         }
         self.lookback = _lookback(self.definitions[n] for n in self.streaming)
+        #: the attributes the streaming segments read (only these are fetched to evaluate)
+        self._eval_attrs = sorted(_attributes_used(self.streaming, self.definitions))
         self.input_log = DurableLog(self.dir / "log", sync=sync)
         self.change_log = DurableLog(self.dir / "changes", sync=sync)
         self._lock = threading.RLock()
@@ -519,7 +521,7 @@ class StreamEngine:
     def _evaluate(
         self, pid: int, now: dt.datetime, cause: str, accepted: float | None
     ) -> list[Change]:
-        attrs = self.state.attributes(pid)
+        attrs = self.state.attributes(pid, self._eval_attrs)
         events = self.state.events.get(pid, [])
         out = []
         soonest: dt.datetime | None = None
@@ -625,9 +627,7 @@ class StreamEngine:
     def memberships(self, pid: int) -> dict[str, str]:
         """Current segment memberships of a profile: segment -> ``streaming`` / ``batch``."""
         with self._lock:
-            out = {
-                s: "batch" for s in self.state.batch_members.get(pid, []) if s not in self._preds
-            }
+            out = {s: "batch" for s in self.state.batch_segments(pid) if s not in self._preds}
             for s in self.streaming:
                 if pid in self.members[s]:
                     out[s] = "streaming"
@@ -659,8 +659,8 @@ class StreamEngine:
         if pid is None:
             return {"known": False, "segments": [], "attributes": {}}
         with self._lock:
-            attrs = self.state.attributes(pid)
             allowed = self.personalization_fields()
+            attrs = self.state.attributes(pid, allowed)
             return {
                 "known": True,
                 "profile_id": pid,
@@ -798,6 +798,23 @@ def _runs(recs: Iterable[dict[str, Any]]) -> Iterable[tuple[str, list[dict[str, 
             cur = []
     if cur:
         yield ds, cur  # type: ignore[misc]
+
+
+def _attributes_used(names: Iterable[str], defs: Mapping[str, SegmentDefinition]) -> set[str]:
+    """Profile attributes the segments read, through their references too."""
+    out: set[str] = set()
+    todo, seen = list(names), set()
+    while todo:
+        n = todo.pop()
+        if n in seen or n not in defs:
+            continue
+        seen.add(n)
+        for c in walk(defs[n].rule):
+            if isinstance(c, Attr):
+                out.add(c.field)
+            elif isinstance(c, InSegment):
+                todo.append(c.segment)
+    return out
 
 
 def _uses_events(d: SegmentDefinition) -> bool:

@@ -212,6 +212,8 @@ class OnlineState:
         except NotFoundError:
             return
         self._profiles = t
+        # one contiguous array per column: a value is one O(1) ``array[i]`` away
+        self._cols = {c: t.column(c).combine_chunks() for c in t.column_names}
         pids = t.column("profile_id").to_numpy()
         pos = np.full(int(pids.max()) + 1 if len(pids) else 0, -1, np.int64)
         pos[pids] = np.arange(len(pids))
@@ -238,24 +240,30 @@ class OnlineState:
         log.info("recent events: %d of %d profiles since %s", t.num_rows, len(self.events), since)
 
     def _load_memberships(self) -> None:
-        """Batch memberships (members only) of the last segment job, by profile."""
-        self.batch_members: dict[int, list[str]] = {}
+        """Batch memberships (members only) of the last segment job, by profile: one Arrow
+        column sorted by profile, found through offsets (no Python object per membership)."""
+        self._mem_pids = np.zeros(0, np.int64)
+        self._mem_offsets = np.zeros(1, np.int64)
+        self._mem_segments: pa.Array = pa.array([], pa.string())
         ds = self.ws.segments._memberships()
         if ds is None:
             return
         t = ds.to_table(
             columns=["segment", "profile_id"],
             filter=pads.field("status").isin(list(MEMBER_STATUSES)),
-        )
-        # grouping through Arrow keeps this off a Python loop over every membership
-        g = t.group_by("profile_id").aggregate([("segment", "list")])
-        self.batch_members = dict(
-            zip(
-                g.column("profile_id").to_pylist(),
-                g.column("segment_list").to_pylist(),
-                strict=True,
-            )
-        )
+        ).sort_by([("profile_id", "ascending"), ("segment", "ascending")])
+        pids = t.column("profile_id").to_numpy()
+        self._mem_pids, starts = np.unique(pids, return_index=True)
+        self._mem_offsets = np.append(starts, len(pids))
+        self._mem_segments = t.column("segment").combine_chunks()
+
+    def batch_segments(self, pid: int) -> list[str]:
+        """The segments a profile was a member of in the last segment job."""
+        i = int(np.searchsorted(self._mem_pids, pid))
+        if i >= len(self._mem_pids) or self._mem_pids[i] != pid:
+            return []
+        a, b = int(self._mem_offsets[i]), int(self._mem_offsets[i + 1])
+        return self._mem_segments.slice(a, b - a).to_pylist()
 
     def batch_member_sets(self, segments: Iterable[str]) -> dict[str, set[int]]:
         """Members of the given segments in the last segment job."""
@@ -410,28 +418,43 @@ class OnlineState:
         self.stats.merges += 1
 
     # ------------------------------------------------------------------ profiles
-    def base_attributes(self, pid: int) -> dict[str, Any]:
-        """The profile's attributes as the last profile build left them."""
+    def _row(self, pid: int) -> int:
         if self._profiles is None or pid >= len(self._pos) or pid < 0:
-            return {}
-        i = int(self._pos[pid])
+            return -1
+        return int(self._pos[pid])
+
+    def base_attributes(self, pid: int, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The profile's attributes (or the ``names`` columns of its row) as the last profile
+        build left them."""
+        i = self._row(pid)
         if i < 0:
             return {}
-        row = self._profiles.slice(i, 1).to_pylist()[0]
-        return row
+        cols = self._cols
+        return {
+            k: cols[k][i].as_py()
+            for k in (self.attr_names if names is None else names)
+            if k in cols
+        }
 
-    def attributes(self, pid: int) -> dict[str, Any]:
-        """The profile's attributes now (build plus streamed changes)."""
-        row = self.base_attributes(pid)
-        attrs = {k: row.get(k) for k in self.attr_names}
+    def attributes(self, pid: int, names: Iterable[str] | None = None) -> dict[str, Any]:
+        """The profile's attributes now (build plus streamed changes); only ``names`` when
+        given (what a caller needs: reading fewer columns is faster)."""
+        want = self.attr_names if names is None else list(names)
+        attrs = self.base_attributes(pid, want)
+        for k in want:
+            attrs.setdefault(k, None)
         d = self.delta.get(pid)
         if d is not None:
-            attrs.update(d.attributes)
+            attrs.update(
+                d.attributes
+                if names is None
+                else {k: v for k, v in d.attributes.items() if k in attrs}
+            )
         return attrs
 
     def sources(self, pid: int) -> dict[str, str]:
         """The dataset each attribute value came from."""
-        row = self.base_attributes(pid)
+        row = self.base_attributes(pid, ["sources"])
         out = {k: v for k, v in (row.get("sources") or {}).items() if v is not None}
         d = self.delta.get(pid)
         if d is not None:
@@ -445,7 +468,7 @@ class OnlineState:
         ts = ts if isinstance(ts, dt.datetime) else None
         cur_attrs = self.attributes(pid)
         cur_src = self.sources(pid)
-        base_ts = self.base_attributes(pid).get("updated_at")
+        base_ts = self.base_attributes(pid, ["updated_at"]).get("updated_at")
         order = list(self.policy.get("datasets") or [])
         changed = []
         for k in plan.attributes:
