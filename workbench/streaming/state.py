@@ -70,6 +70,7 @@ _PROFILE_META = (
     "last_seen",
 )
 _BLOCKED_PHONE = re.compile(BLOCKED_PHONE_PATTERN)
+_SEP = "\x1f"  # between namespace and value in the index's keys (never in either)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ class OnlineState:
 
     def _load_identities(self) -> None:
         ws = self.ws
-        self.index: dict[tuple[str, str], int] = {}
+        #: ``"namespace\x1fvalue"`` -> profile id (one string per key: less memory than tuples)
+        self.index: dict[str, int] = {}
         self.members_base: dict[int, list[tuple[str, str]]] = {}
         self.redirect: dict[int, int] = {}
         self._ids_by_pid: pa.Table | None = None
@@ -182,10 +184,9 @@ class OnlineState:
         if "status" in t.column_names:
             t = t.filter(pc.equal(t.column("status"), "active"))
         t = t.select(["namespace", "value", "profile_id"]).sort_by("profile_id")
-        ns = t.column("namespace").to_pylist()
-        vals = t.column("value").to_pylist()
+        keys = pc.binary_join_element_wise(t.column("namespace"), t.column("value"), _SEP)
         pids = t.column("profile_id").to_numpy()
-        self.index = dict(zip(zip(ns, vals, strict=True), pids.tolist(), strict=True))
+        self.index = dict(zip(keys.to_pylist(), pids.tolist(), strict=True))
         self._ids_by_pid = t
         uniq, starts = np.unique(pids, return_index=True)
         self._ids_pids = uniq
@@ -251,7 +252,7 @@ class OnlineState:
         t = ds.to_table(
             columns=["segment", "profile_id"],
             filter=pads.field("status").isin(list(MEMBER_STATUSES)),
-        ).sort_by([("profile_id", "ascending"), ("segment", "ascending")])
+        ).sort_by("profile_id")
         pids = t.column("profile_id").to_numpy()
         self._mem_pids, starts = np.unique(pids, return_index=True)
         self._mem_offsets = np.append(starts, len(pids))
@@ -263,7 +264,7 @@ class OnlineState:
         if i >= len(self._mem_pids) or self._mem_pids[i] != pid:
             return []
         a, b = int(self._mem_offsets[i]), int(self._mem_offsets[i + 1])
-        return self._mem_segments.slice(a, b - a).to_pylist()
+        return sorted(self._mem_segments.slice(a, b - a).to_pylist())
 
     def batch_member_sets(self, segments: Iterable[str]) -> dict[str, set[int]]:
         """Members of the given segments in the last segment job."""
@@ -309,7 +310,7 @@ class OnlineState:
 
     def lookup(self, ns: str, value: str) -> int | None:
         """The profile of a normalized identity."""
-        pid = self.index.get((ns, value))
+        pid = self.index.get(f"{ns}{_SEP}{value}")
         return None if pid is None else self.resolve_id(pid)
 
     def identities_of(self, pid: int) -> list[tuple[str, str]]:
@@ -394,13 +395,13 @@ class OnlineState:
 
     def _add_identity(self, pid: int, x: tuple[str, str]) -> None:
         self.identities_of(pid).append(x)
-        self.index[x] = pid
+        self.index[_key(x)] = pid
         self.stats.new_identities += 1
 
     def _merge(self, survivor: int, gone: int) -> None:
         mine = self.identities_of(survivor)
         for x in self.identities_of(gone):
-            self.index[x] = survivor
+            self.index[_key(x)] = survivor
             mine.append(x)
         self.members_base[gone] = []
         self.redirect[gone] = survivor
@@ -546,6 +547,10 @@ class OnlineState:
                 else:
                     del self.events[pid]
         return gone
+
+
+def _key(x: tuple[str, str]) -> str:
+    return f"{x[0]}{_SEP}{x[1]}"
 
 
 def _fingerprint(e: Mapping[str, Any]) -> str:
