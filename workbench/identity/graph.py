@@ -221,85 +221,93 @@ class IdentityGraph:
         )
         return f"list_filter([{arms}], lambda x: x IS NOT NULL)"
 
-    def _dataset_observations_sql(
-        self, view: str, fields: list[tuple[str, Namespace]], tcol: str, where: str, dataset: str
+    def _ns_rank(self) -> list[str]:
+        """Namespace names in sorted order: a namespace's position is its sort rank, so
+        ordering identities by (rank, value) is ordering them by (namespace, value)."""
+        return sorted(n.name for n in self._ws.catalog.namespaces())
+
+    def _observations_sql(
+        self,
+        sources: list[tuple[str, str, list[tuple[str, Namespace]], str, str]],
+        ds_names: list[str],
+        exact: bool,
     ) -> str:
-        """One scan of a dataset: distinct identities per field and the links of each row.
+        """One query over every source: identities and links, aggregated on integer keys.
 
-        A row links each identity to its highest-priority identity (a star: connectivity
-        is the same as linking every pair, with fewer links). Everything is aggregated in
-        the same scan with GROUPING SETS, so each dataset is read once.
+        Each dataset is read once (a materialized CTE): per row, its identity fields minus
+        blocked values, each with its key (``hash(namespace, value)``, or the exact
+        ``namespace || chr(1) || value`` when ``exact``). A row links each identity to its
+        highest-priority identity (a star: the same connectivity as every pair, fewer
+        links). One ``GROUP BY`` over every (dataset, field) gives the identities (first and
+        last seen, evidence, dataset bits, the value), one over every link gives the links
+        (an unordered pair of keys, first/last seen, evidence, dataset index of the latest
+        evidence). The result is the identities (``is_link`` false) then the links.
         """
-        cleaned = ", ".join(
-            f"CASE WHEN {self._blocked_sql(lit(ns.name), f'CAST({ident(f)} AS VARCHAR)')} THEN NULL "
-            f"ELSE CAST({ident(f)} AS VARCHAR) END AS i{k}"
-            for k, (f, ns) in enumerate(fields)
-        )
-        anchors = []
-        for j in range(1, len(fields)):
-            prev = [f"i{k}" for k in range(j)]
-            anchors.append(f"COALESCE({', '.join(prev)}) AS a{j}" if j > 1 else f"i0 AS a{j}")
-            arms = " ".join(
-                f"WHEN i{k} IS NOT NULL THEN {lit(fields[k][1].name)}" for k in range(j)
+        nsr = {n: i for i, n in enumerate(self._ns_rank())}
+        bits = self._dataset_bits()
+        ctes, parts_i, parts_l = [], [], []
+        for si, (name, view, fields, tcol, where) in enumerate(sources):
+            cleaned = ", ".join(
+                f"CASE WHEN {self._blocked_sql(lit(ns.name), f'CAST({ident(f)} AS VARCHAR)')} "
+                f"THEN NULL ELSE CAST({ident(f)} AS VARCHAR) END AS i{k}"
+                for k, (f, ns) in enumerate(fields)
             )
-            anchors.append(f"CASE {arms} END AS an{j}")
-        keys = [f"i{k}" for k in range(len(fields))] + [
-            c for j in range(1, len(fields)) for c in (f"a{j}", f"an{j}")
-        ]
-        sets = [f"(i{k})" for k in range(len(fields))] + [
-            f"(an{j}, a{j}, i{j})" for j in range(1, len(fields))
-        ]
-        base = f"SELECT CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, {cleaned} FROM {view} {where}"
-        src = f"SELECT *{', ' + ', '.join(anchors) if anchors else ''} FROM ({base})"
-        agg = (
-            f"SELECT GROUPING({', '.join(keys)}) AS gid, {', '.join(keys)}, min(ts) AS first_seen, "
-            f"max(ts) AS last_seen, count(*) AS evidence FROM ({src}) GROUP BY GROUPING SETS ({', '.join(sets)})"
+            keys = ", ".join(
+                f"CASE WHEN i{k} IS NOT NULL THEN {_key_sql(lit(ns.name), f'i{k}', exact)} END AS h{k}"
+                for k, (_, ns) in enumerate(fields)
+            )
+            base = f"SELECT CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, {cleaned} FROM {view} {where}"
+            ctes.append(f"s{si} AS MATERIALIZED (SELECT *, {keys} FROM ({base}))")
+            ds = ds_names.index(name)
+            for k, (_, ns) in enumerate(fields):
+                parts_i.append(
+                    f"SELECT h{k} AS h, {nsr[ns.name]}::SMALLINT AS nsr, i{k} AS v, ts, "
+                    f"{bits[name]}::BIGINT AS m FROM s{si} WHERE h{k} IS NOT NULL"
+                )
+            for j in range(1, len(fields)):
+                anchor = f"COALESCE({', '.join(f'h{k}' for k in range(j))})"
+                parts_l.append(
+                    f"SELECT {anchor} AS ha, h{j} AS hb, ts, {ds}::SMALLINT AS ds "
+                    f"FROM s{si} WHERE h{j} IS NOT NULL"
+                )
+        ktype = "VARCHAR" if exact else "UBIGINT"
+        # two different values under one hash key: a second, independent hash of the value
+        # (shifted by a prefix byte) then differs within the group (string min/max would
+        # be exact, and cost a fifth of the query)
+        check = "hash(chr(1) || v)"
+        clash = "false" if exact else f"min({check}) <> max({check})"
+        ids = (
+            "SELECT false AS is_link, h AS x, NULL::" + ktype + " AS y, any_value(nsr) AS nsr, "
+            "any_value(v) AS value, min(ts) AS first_seen, max(ts) AS last_seen, count(*)::BIGINT AS evidence, "
+            f"bit_or(m) AS dataset_mask, NULL::SMALLINT AS ds, {clash} AS clash "
+            f"FROM ({' UNION ALL '.join(parts_i)}) GROUP BY h"
         )
-        nkeys = len(keys)
-
-        def gid(grouped: list[str]) -> int:  # GROUPING(): bit set for each key NOT grouped
-            return sum(1 << (nkeys - 1 - i) for i, k in enumerate(keys) if k not in grouped)
-
-        d = lit(dataset)
-        bit = lit(self._dataset_bits()[dataset])
-        # one pass over the grouped rows: each grouping set becomes an identity or a link row
-        kind, a_ns, a_v, b_ns, b_v, keep = [], [], [], [], [], []
-        for k, (_, ns) in enumerate(fields):
-            g = gid([f"i{k}"])
-            kind.append(f"WHEN {g} THEN 'i'")
-            a_ns.append(f"WHEN {g} THEN {lit(ns.name)}")
-            a_v.append(f"WHEN {g} THEN i{k}")
-            keep.append(f"(gid = {g} AND i{k} IS NOT NULL)")
-        for j in range(1, len(fields)):
-            g = gid([f"an{j}", f"a{j}", f"i{j}"])
-            kind.append(f"WHEN {g} THEN 'l'")
-            a_ns.append(f"WHEN {g} THEN an{j}")
-            a_v.append(f"WHEN {g} THEN a{j}")
-            b_ns.append(f"WHEN {g} THEN {lit(fields[j][1].name)}")
-            b_v.append(f"WHEN {g} THEN i{j}")
-            keep.append(f"(gid = {g} AND a{j} IS NOT NULL AND i{j} IS NOT NULL)")
-
-        def case(arms: list[str]) -> str:
-            return f"CASE gid {' '.join(arms)} END" if arms else "CAST(NULL AS VARCHAR)"
-
-        return (
-            f"SELECT {case(kind)} AS kind, {case(a_ns)} AS a_ns, {case(a_v)} AS a_value, "
-            f"CAST({case(b_ns)} AS VARCHAR) AS b_ns, CAST({case(b_v)} AS VARCHAR) AS b_value, "
-            f"first_seen, last_seen, evidence, {d} AS dataset, CAST({bit} AS BIGINT) AS dsmask "
-            f"FROM ({agg}) WHERE {' OR '.join(keep)}"
+        links = (
+            "SELECT true, least(ha, hb), greatest(ha, hb), NULL, NULL, min(ts), max(ts), "
+            "count(*)::BIGINT, NULL, arg_max(ds, ts), false "
+            f"FROM ({' UNION ALL '.join(parts_l)}) WHERE ha IS NOT NULL AND ha <> hb GROUP BY 2, 3"
+            if parts_l
+            else None
         )
+        body = ids if links is None else f"{ids} UNION ALL {links}"
+        return f"WITH {', '.join(ctes)} {body}"
 
-    def _extract(self, watermark: dict[str, int]) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
-        """New identity and link observations (aggregated) from batches after ``watermark``."""
+    def _extract(
+        self, watermark: dict[str, int], ds_names: list[str], exact: bool
+    ) -> tuple[pa.Table, pa.Table, int, dict[str, int]]:
+        """New identity and link observations (aggregated, keyed) from batches after
+        ``watermark``: see :meth:`_observations_sql` for the two tables' columns."""
         ws = self._ws
         eng = ws.engine
         new_mark: dict[str, int] = dict(watermark)
         rows = 0
-        obs: list[pa.Table] = []
-        for name, path, fields, tcol in self._sources():
-            view = f"__id_src_{name}"
-            ws.lake.register(eng, view, path)
-            try:
+        sources = []
+        views = []
+        try:
+            for name, path, fields, tcol in self._sources():
+                view = f"__id_src_{name}"
+                ws.lake.register(eng, view, path)
+                views.append(view)
                 since = int(watermark.get(name, 0))
                 where = f"WHERE _batch_id > {lit(since)}" if since else ""
                 stat = eng.query(
@@ -309,32 +317,55 @@ class IdentityGraph:
                     new_mark[name] = max(int(stat["top"]), since)
                 rows += int(stat["n"] or 0)
                 if stat["n"]:
-                    obs.append(
-                        eng.query(self._dataset_observations_sql(view, fields, tcol, where, name))
-                    )
-            finally:
-                eng.unregister(view)
-        if not obs:
-            return _empty_identities(), _empty_links(), 0, new_mark
-        eng.register("__obs", pa.concat_tables(obs))
+                    sources.append((name, view, fields, tcol, where))
+            if not sources:
+                return _empty_keyed_ids(exact), _empty_keyed_links(exact), 0, new_mark
+            res = eng.query(self._observations_sql(sources, ds_names, exact))
+        finally:
+            for v in views:
+                eng.unregister(v)
+        ids, links = _split_links(res)
+        return ids, links, rows, new_mark
+
+    def _stored_keyed(self, ds_names: list[str], exact: bool) -> tuple[pa.Table, pa.Table]:
+        """The stored graph (latest version) as keyed identities and links."""
+        ws = self._ws
+        eng = ws.engine
+        ranks = "[" + ", ".join(lit(n) for n in self._ns_rank()) + "]"
+        dsl = "[" + ", ".join(lit(n) for n in ds_names) + "]"
+        ws.lake.register(eng, "__old_i", self._path(IDENTITIES))
+        ws.lake.register(eng, "__old_l", self._path(LINKS))
         try:
             ids = eng.query(
-                "SELECT a_ns AS namespace, a_value AS value, min(first_seen) AS first_seen, "
-                "max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
-                "bit_or(dsmask) AS dataset_mask FROM __obs WHERE kind = 'i' GROUP BY ALL"
+                f"SELECT {_key_sql('namespace', 'value', exact)} AS x, "
+                f"(list_position({ranks}, namespace) - 1)::SMALLINT AS nsr, value, first_seen, "
+                f"last_seen, evidence, dataset_mask, false AS clash FROM __old_i "
+                f"WHERE list_position({ranks}, namespace) IS NOT NULL"
             )
             links = eng.query(
-                "SELECT CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_ns ELSE b_ns END AS a_ns, "
-                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN a_value ELSE b_value END AS a_value, "
-                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_ns ELSE a_ns END AS b_ns, "
-                "CASE WHEN (a_ns, a_value) <= (b_ns, b_value) THEN b_value ELSE a_value END AS b_value, "
-                "min(first_seen) AS first_seen, max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
-                "arg_max(dataset, last_seen) AS dataset "
-                "FROM __obs WHERE kind = 'l' AND (a_ns, a_value) <> (b_ns, b_value) GROUP BY 1, 2, 3, 4"
+                f"SELECT least({_key_sql('a_ns', 'a_value', exact)}, {_key_sql('b_ns', 'b_value', exact)}) AS x, "
+                f"greatest({_key_sql('a_ns', 'a_value', exact)}, {_key_sql('b_ns', 'b_value', exact)}) AS y, "
+                f"first_seen, last_seen, evidence, (list_position({dsl}, dataset) - 1)::SMALLINT AS ds "
+                "FROM __old_l"
             )
         finally:
-            eng.unregister("__obs")
-        return ids, links, rows, new_mark
+            eng.unregister("__old_i")
+            eng.unregister("__old_l")
+        return ids, links
+
+    def _link_datasets(self) -> list[str]:
+        """Names a link's dataset index points into: every catalog dataset, plus any name
+        the stored links still carry (a dataset since removed)."""
+        names = sorted(d.name for d in self._ws.catalog.list_datasets())
+        if self.exists():
+            eng = self._ws.engine
+            self._ws.lake.register(eng, "__old_l", self._path(LINKS))
+            try:
+                old = eng.query("SELECT DISTINCT dataset FROM __old_l WHERE dataset IS NOT NULL")
+            finally:
+                eng.unregister("__old_l")
+            names += sorted(set(old.column("dataset").to_pylist()) - set(names))
+        return names
 
     # ------------------------------------------------------------------ build
     def build(self, *, full: bool = False) -> IdentityBuildStats:
@@ -374,64 +405,31 @@ class IdentityGraph:
         t0: float,
     ) -> IdentityBuildStats:
         ws = self._ws
-        eng = ws.engine
         t = time.perf_counter()
-        new_ids, new_links, rows, mark = self._extract(watermark)
-        timings["extract"] = time.perf_counter() - t
-        prev = self.identities() if self.exists() else None
-        t = time.perf_counter()
-        if incremental and prev is not None:
-            eng.register(
-                "__old_i",
-                prev.select(
-                    ["namespace", "value", "first_seen", "last_seen", "evidence", "dataset_mask"]
-                ),
-            )
-            eng.register("__new_i", new_ids)
-            ids = eng.query(
-                "SELECT namespace, value, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
-                "sum(evidence)::BIGINT AS evidence, bit_or(dataset_mask) AS dataset_mask "
-                "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY namespace, value"
-            )
-            old_links = self.links().select(LINK_COLUMNS)
-            eng.register("__old_l", old_links)
-            eng.register("__new_l", new_links)
-            links = eng.query(
-                "SELECT a_ns, a_value, b_ns, b_value, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
-                "sum(evidence)::BIGINT AS evidence, arg_max(dataset, last_seen) AS dataset "
-                "FROM (SELECT * FROM __old_l UNION ALL SELECT * FROM __new_l) GROUP BY ALL"
-            )
-            for n in ("__old_i", "__new_i", "__old_l", "__new_l"):
-                eng.unregister(n)
-        else:
-            ids, links = new_ids, new_links
-        timings["merge"] = time.perf_counter() - t
+        ds_names = self._link_datasets()
+        # integer keys (a 64-bit hash of namespace and value); on the (astronomically rare)
+        # hash collision, the same build runs again on exact string keys
+        for exact in (False, True):
+            got = self._keyed_graph(watermark, incremental, ds_names, exact, timings, t)
+            if got is not None:
+                break
+            log.warning("identity key collision: rebuilding with exact string keys")
+        assert got is not None
+        ids_k, links_k, rows, mark = got
 
-        # dense integer ids, namespace indexes, arrays for the clustering
+        # dense integer ids (ordered by namespace and value: deterministic), links as pairs
         t = time.perf_counter()
-        ids, links, inp = self._index(ids, links)
+        ids, links_k, a, b, inp = self._index(ids_k, links_k)
+        names = pa.array(self._ns_rank(), pa.string()).take(ids.column("nsr"))
+        named = pa.table({"namespace": names, "value": ids.column("value")})
         timings["index"] = time.perf_counter() - t
         t = time.perf_counter()
-        describe = _Describe(ids)
-        res = cluster(inp, describe)  # type: ignore[arg-type]
+        res = cluster(inp, _Describe(named))  # type: ignore[arg-type]
         timings["cluster"] = time.perf_counter() - t
 
         # stable profile ids: keep, merge (older survives), split (largest part keeps it)
         t = time.perf_counter()
-        eng.register("__ids", ids)
-        if prev is not None:
-            eng.register("__prev", prev.select(["namespace", "value", "profile_id"]))
-            prev_pid = (
-                eng.query(
-                    "SELECT coalesce(p.profile_id, -1) AS pid FROM __ids i LEFT JOIN __prev p "
-                    "ON p.namespace = i.namespace AND p.value = i.value ORDER BY i.iid"
-                )
-                .column("pid")
-                .to_numpy()
-            )
-            eng.unregister("__prev")
-        else:
-            prev_pid = np.full(ids.num_rows, -1, dtype=np.int64)
+        prev_pid = self._previous_profile_ids(ids)
         last = ws.catalog.last_build("identity")
         max_prev = (
             int(last.stats.get("max_profile_id", 0) or 0) if last else 0
@@ -439,12 +437,17 @@ class IdentityGraph:
         asg = assign_profile_ids(res.labels, prev_pid, max_prev)
         dropped = np.zeros(ids.num_rows, dtype=bool)
         dropped[res.dropped] = True
-        final = ids.select(
-            ["namespace", "value", "first_seen", "last_seen", "evidence", "dataset_mask"]
-        )
-        final = final.add_column(2, "profile_id", pa.array(asg.profile_id, pa.int64()))
-        final = final.append_column(
-            "status", pc.if_else(pa.array(dropped), "dropped_by_cap", "active")
+        final = pa.table(
+            {
+                "namespace": names,
+                "value": ids.column("value"),
+                "profile_id": pa.array(asg.profile_id, pa.int64()),
+                "first_seen": ids.column("first_seen"),
+                "last_seen": ids.column("last_seen"),
+                "evidence": ids.column("evidence"),
+                "dataset_mask": ids.column("dataset_mask"),
+                "status": pc.if_else(pa.array(dropped), "dropped_by_cap", "active"),
+            }
         )
         merges = pa.table(
             {
@@ -453,7 +456,6 @@ class IdentityGraph:
             }
         )
         counts = {"new": asg.new, "split": asg.split}
-        eng.unregister("__ids")
         timings["stable_ids"] = time.perf_counter() - t
 
         # write: one new version of each table
@@ -462,18 +464,29 @@ class IdentityGraph:
             pa.array(res.link_status.astype(np.int32)),
             pa.array(["kept", "cut_unique_namespace", "cut_cap"]),
         ).cast(pa.string())
+        nlinks = len(a)
         cut_idx = np.array(sorted(res.cut_reason), dtype=np.int64)
-        cut_mask = np.zeros(links.num_rows, dtype=bool)
+        cut_mask = np.zeros(nlinks, dtype=bool)
         cut_mask[cut_idx] = True
         reasons = pc.replace_with_mask(
-            pa.nulls(links.num_rows, pa.string()),
+            pa.nulls(nlinks, pa.string()),
             pa.array(cut_mask),
             pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
         )
-        out_links = (
-            links.select(LINK_COLUMNS)
-            .append_column("status", link_status)
-            .append_column("reason", reasons)
+        values = ids.column("value")
+        out_links = pa.table(
+            {
+                "a_ns": names.take(a),
+                "a_value": values.take(a),
+                "b_ns": names.take(b),
+                "b_value": values.take(b),
+                "first_seen": links_k.column("first_seen"),
+                "last_seen": links_k.column("last_seen"),
+                "evidence": links_k.column("evidence"),
+                "dataset": pa.array(ds_names, pa.string()).take(links_k.column("ds")),
+                "status": link_status,
+                "reason": reasons,
+            }
         )
         meta = {"build_id": build_id}
         with ThreadPoolExecutor(2, thread_name_prefix="identity-write") as pool:  # both cores
@@ -520,48 +533,137 @@ class IdentityGraph:
         log.info("identity build %d: %s", build_id, stats)
         return stats
 
-    def _index(self, ids: pa.Table, links: pa.Table) -> tuple[pa.Table, pa.Table, ClusterInput]:
-        """Dense integer ids (ordered by namespace and value: deterministic), links as pairs
-        of them, and the arrays the clustering takes."""
+    def _keyed_graph(
+        self,
+        watermark: dict[str, int],
+        incremental: bool,
+        ds_names: list[str],
+        exact: bool,
+        timings: dict[str, float],
+        t: float,
+    ) -> tuple[pa.Table, pa.Table, int, dict[str, int]] | None:
+        """Extract (and, incrementally, fold into the stored graph) the keyed identities and
+        links; None when two different identities got the same hash key."""
+        eng = self._ws.engine
+        new_ids, new_links, rows, mark = self._extract(watermark, ds_names, exact)
+        timings["extract"] = time.perf_counter() - t
+        t = time.perf_counter()
+        if incremental and self.exists():
+            old_ids, old_links = self._stored_keyed(ds_names, exact)
+            eng.register("__old_i", old_ids)
+            eng.register("__new_i", new_ids)
+            eng.register("__old_l", old_links)
+            eng.register("__new_l", new_links)
+            try:
+                ids = eng.query(
+                    "SELECT x, any_value(nsr) AS nsr, min(value) AS value, min(first_seen) AS first_seen, "
+                    "max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
+                    "bit_or(dataset_mask) AS dataset_mask, bool_or(clash) OR min(value) <> max(value) AS clash "
+                    "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY x"
+                )
+                links = eng.query(
+                    "SELECT x, y, min(first_seen) AS first_seen, max(last_seen) AS last_seen, "
+                    "sum(evidence)::BIGINT AS evidence, arg_max(ds, last_seen) AS ds "
+                    "FROM (SELECT * FROM __old_l UNION ALL SELECT * FROM __new_l) GROUP BY x, y"
+                )
+            finally:
+                for n in ("__old_i", "__new_i", "__old_l", "__new_l"):
+                    eng.unregister(n)
+        else:
+            ids, links = new_ids, new_links
+        timings["merge"] = time.perf_counter() - t
+        if not exact and pc.any(ids.column("clash")).as_py():
+            return None
+        return ids, links, rows, mark
+
+    def _index(
+        self, ids: pa.Table, links: pa.Table
+    ) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray, ClusterInput]:
+        """Dense integer ids (ordered by namespace and value: deterministic), each link as a
+        pair of them (the smaller first: the link's ends in (namespace, value) order), and
+        the arrays the clustering takes.
+
+        ``ids``: key ``x``, namespace rank ``nsr``, ``value``, first/last seen, evidence,
+        dataset mask; ``links``: keys ``x``, ``y``, first/last seen, evidence, ``ds``.
+        The identities come back in id order, the links as given (less any whose end is
+        in no catalog namespace), ``a``/``b`` aligned with them.
+        """
         ws = self._ws
         eng = ws.engine
         nss = ws.catalog.namespaces()
+        rank = self._ns_rank()
+        ns_idx_of_rank = np.array([[n.name for n in nss].index(r) for r in rank], dtype=np.int32)
         eng.register("__ids0", ids)
-        eng.register("__links0", links)
-        eng.register(
-            "__ns", pa.table({"namespace": [n.name for n in nss], "ns_idx": list(range(len(nss)))})
-        )
         try:
             ids = eng.query(
-                "SELECT i.*, n.ns_idx, (row_number() OVER (ORDER BY i.namespace, i.value) - 1)::BIGINT AS iid "
-                "FROM __ids0 i JOIN __ns n USING (namespace) ORDER BY iid"
-            )
-            eng.register("__ids0", ids)
-            links = eng.query(
-                "SELECT l.*, x.iid AS a, y.iid AS b FROM __links0 l "
-                "JOIN __ids0 x ON x.namespace = l.a_ns AND x.value = l.a_value "
-                "JOIN __ids0 y ON y.namespace = l.b_ns AND y.value = l.b_value"
+                "SELECT x, nsr, value, first_seen, last_seen, evidence, dataset_mask, "
+                "(row_number() OVER (ORDER BY nsr, value) - 1)::BIGINT AS iid "
+                "FROM __ids0 ORDER BY iid"
             )
         finally:
-            for n in ("__ids0", "__links0", "__ns"):
-                eng.unregister(n)
+            eng.unregister("__ids0")
+        eng.register("__ids1", ids.select(["x", "iid"]))
+        eng.register(
+            "__links0",
+            links.select(["x", "y"]).append_column(
+                "k", pa.array(np.arange(links.num_rows, dtype=np.int64))
+            ),
+        )
+        try:
+            pairs = eng.query(
+                "SELECT l.k, least(p.iid, q.iid) AS a, greatest(p.iid, q.iid) AS b FROM __links0 l "
+                "JOIN __ids1 p ON p.x = l.x JOIN __ids1 q ON q.x = l.y"
+            )
+        finally:
+            eng.unregister("__ids1")
+            eng.unregister("__links0")
+        k = pairs.column("k").to_numpy()
+        a = np.empty(links.num_rows, dtype=np.int64)
+        b = np.empty(links.num_rows, dtype=np.int64)
+        a[k] = pairs.column("a").to_numpy()
+        b[k] = pairs.column("b").to_numpy()
+        if len(k) < links.num_rows:  # an end in a namespace no longer in the catalog
+            keep = np.zeros(links.num_rows, dtype=bool)
+            keep[k] = True
+            links, a, b = links.filter(pa.array(keep)), a[keep], b[keep]
         inp = ClusterInput(
             n=ids.num_rows,
-            ns=ids.column("ns_idx").to_numpy().astype(np.int32),
+            ns=ns_idx_of_rank[ids.column("nsr").to_numpy()],
             last_seen=_epoch_us(ids.column("last_seen")),
-            a=links.column("a").to_numpy(),
-            b=links.column("b").to_numpy(),
+            a=a,
+            b=b,
             link_seen=_epoch_us(links.column("last_seen")),
             ns_priority=np.array([n.priority for n in nss], dtype=np.int64),
             ns_unique=np.array([n.unique for n in nss], dtype=bool),
             ns_kind_rank=np.array([KIND_DROP_ORDER[n.kind.value] for n in nss], dtype=np.int64),
             cap=ws.settings.identity_cap,
         )
-        return ids, links, inp
+        return ids, links, a, b, inp
+
+    def _previous_profile_ids(self, ids: pa.Table) -> np.ndarray:
+        """The profile id each identity (in id order) had in the stored graph, -1 if none."""
+        prev = np.full(ids.num_rows, -1, dtype=np.int64)
+        if not self.exists() or not ids.num_rows:
+            return prev
+        eng = self._ws.engine
+        exact = pa.types.is_string(ids.schema.field("x").type)
+        self._ws.lake.register(eng, "__prev", self._path(IDENTITIES))
+        eng.register("__cur", ids.select(["x", "value", "iid"]))
+        try:  # on the key, then the value (a hash key is not proof of equality)
+            got = eng.query(
+                "SELECT c.iid, p.profile_id FROM __cur c JOIN __prev p "
+                f"ON {_key_sql('p.namespace', 'p.value', exact)} = c.x AND p.value = c.value"
+            )
+        finally:
+            eng.unregister("__prev")
+            eng.unregister("__cur")
+        prev[got.column("iid").to_numpy()] = got.column("profile_id").to_numpy()
+        return prev
 
     def cluster_input(self) -> ClusterInput:
         """The latest graph's identities and links as clustering arrays (benchmarks, tests)."""
-        return self._index(self.identities(), self.links())[2]
+        ids, links = self._stored_keyed(self._link_datasets(), exact=True)
+        return self._index(ids, links)[4]
 
     def _write(self, parts: tuple[str, str], table: pa.Table, meta: dict[str, Any]) -> None:
         from deltalake import CommitProperties
@@ -862,32 +964,55 @@ def _epoch_us(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0).to_numpy()
 
 
-def _empty_identities() -> pa.Table:
+def _key_sql(ns: str, value: str, exact: bool) -> str:
+    """SQL of an identity's key: a 64-bit hash of namespace and value, or (``exact``) the
+    text ``namespace || chr(1) || value``."""
+    return f"({ns} || chr(1) || {value})" if exact else f"hash({ns}, {value})"
+
+
+def _split_links(res: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The observations query's result: identities (``is_link`` false), then links."""
+    is_link = res.column("is_link")
+    n_ids = res.num_rows - int(pc.sum(is_link).as_py() or 0)
+    head = res.slice(0, n_ids)
+    if pc.any(head.column("is_link")).as_py():  # not in order: select instead of slicing
+        ids_t, links_t = res.filter(pc.invert(is_link)), res.filter(is_link)
+    else:
+        ids_t, links_t = head, res.slice(n_ids)
+    ids_t = ids_t.select(
+        ["x", "nsr", "value", "first_seen", "last_seen", "evidence", "dataset_mask", "clash"]
+    )
+    links_t = links_t.select(["x", "y", "first_seen", "last_seen", "evidence", "ds"])
+    return ids_t, links_t
+
+
+def _empty_keyed_ids(exact: bool) -> pa.Table:
     ts = pa.timestamp("us", tz="UTC")
     return pa.table(
         {
-            "namespace": pa.array([], pa.string()),
+            "x": pa.array([], pa.string() if exact else pa.uint64()),
+            "nsr": pa.array([], pa.int16()),
             "value": pa.array([], pa.string()),
             "first_seen": pa.array([], ts),
             "last_seen": pa.array([], ts),
             "evidence": pa.array([], pa.int64()),
             "dataset_mask": pa.array([], pa.int64()),
+            "clash": pa.array([], pa.bool_()),
         }
     )
 
 
-def _empty_links() -> pa.Table:
+def _empty_keyed_links(exact: bool) -> pa.Table:
     ts = pa.timestamp("us", tz="UTC")
+    k = pa.string() if exact else pa.uint64()
     return pa.table(
         {
-            "a_ns": pa.array([], pa.string()),
-            "a_value": pa.array([], pa.string()),
-            "b_ns": pa.array([], pa.string()),
-            "b_value": pa.array([], pa.string()),
+            "x": pa.array([], k),
+            "y": pa.array([], k),
             "first_seen": pa.array([], ts),
             "last_seen": pa.array([], ts),
             "evidence": pa.array([], pa.int64()),
-            "dataset": pa.array([], pa.string()),
+            "ds": pa.array([], pa.int16()),
         }
     )
 
