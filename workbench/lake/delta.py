@@ -171,6 +171,49 @@ class Lake:
         pipe(batches, write, name="delta-writer")
         return self.version(uri)
 
+    def new_file(self, uri: str) -> str:
+        """A fresh data-file name in a table's folder (the folder is created), for a writer
+        (e.g. the engine's own Parquet writer) whose files :meth:`overwrite_files` commits."""
+        Path(uri).mkdir(parents=True, exist_ok=True)
+        return os.path.join(uri, f"part-{uuid.uuid4().hex}.parquet")
+
+    def overwrite_files(
+        self, uri: str, files: list[str], metadata: Mapping[str, Any] | None = None
+    ) -> int:
+        """Replace a table's content (and schema) with Parquet files already written in its
+        folder, in one commit; returns the new table version.
+
+        Until the commit no reader sees the files; a crash leaves unreferenced files only.
+        The schema is the first file's (every column nullable, as the Delta writer makes it).
+        """
+        from deltalake.transaction import AddAction
+
+        first = pq.read_schema(files[0])
+        schema = pa.schema([f.with_nullable(True) for f in first])
+        now = int(time.time() * 1000)
+        actions = []
+        for f in files:
+            rows = pq.read_metadata(f).num_rows
+            actions.append(
+                AddAction(
+                    path=os.path.relpath(f, uri),
+                    size=os.path.getsize(f),
+                    partition_values={},
+                    modification_time=now,
+                    data_change=True,
+                    stats=json.dumps({"numRecords": rows}),
+                )
+            )
+        props = CommitProperties(
+            custom_metadata={f"{META_PREFIX}{k}": str(v) for k, v in (metadata or {}).items()}
+        )
+        if not self.exists(uri):
+            DeltaTable.create(uri, schema, mode="ignore")
+        table = DeltaTable(uri)
+        table.create_write_transaction(actions, "overwrite", schema, commit_properties=props)
+        table.update_incremental()
+        return table.version()
+
     def stage(self, uri: str, schema: pa.Schema, rows_per_file: int = 4_000_000) -> StagedWrite:
         """Start writing data files for one append that becomes visible only on ``commit``."""
         return StagedWrite(uri, schema, rows_per_file)

@@ -18,15 +18,18 @@ Event datasets are appended, never merged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, write_deltalake
 
 from workbench.errors import ConfigError, NotFoundError
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 EVENTS = ("profiles", "events")
 #: Columns every event row has in the unified event history.
 EVENT_KEYS = ("profile_id", "dataset", "channel", "timestamp", "event_type")
+#: Rows per Parquet row group of the event history (finer pruning by statistics).
+EVENT_ROW_GROUP = 1 << 17
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,7 @@ class Profiles:
                         attrs[f] = typ if attrs.get(f, typ) == typ else "VARCHAR"
                     profile_parts.append((ds, sql, present))
                 else:
-                    event_parts.append((ds, sql))
+                    event_parts.append((ds, sql, view))
             t = time.perf_counter()
             n_attr_profiles = self._build_attributes(build_id, name, pol, profile_parts, attrs)
             timings["attributes"] = time.perf_counter() - t
@@ -197,42 +202,65 @@ class Profiles:
             sort = f"CASE __ds {rank} ELSE 0 END, __ts, __b, __r"
         else:
             sort = "__ts, __b, __r"
-        # one integer per fragment, in policy order: arg_max over an integer is cheap
-        key = "__k"
-        # __k encodes the fragment's rank and its dataset (low bits): the winning key of an
-        # attribute gives its value (arg_max) and, cheaply, the dataset it came from (max)
-        ds_index = {ds: i for i, (ds, _, _) in enumerate(parts)}
-        aggs = []
-        for a in names:
-            q = ident(a)
-            k_if = f"CASE WHEN {q} IS NOT NULL THEN {key} END"
-            aggs.append(f"arg_max({q}, {k_if}) AS {q}")
-            aggs.append(f"max({k_if}) % 64 AS {ident('__src_' + a)}")
-        ds_names = ", ".join(lit(ds) for ds in ds_index)
-        entries = ", ".join(
-            f"{ident(a)} := CASE WHEN m.{ident(a)} IS NOT NULL THEN [{ds_names}][m.{ident('__src_' + a)} + 1] END"
-            for a in names
-        )
-        merged = (
-            (
-                f"SELECT profile_id, {', '.join(aggs)}, max(__ts) AS updated_at, count(*) AS records "
-                f"FROM (SELECT *, row_number() OVER (ORDER BY {sort}) * 64 + __dsi AS __k "
-                f"FROM ({' UNION ALL '.join(selects)})) GROUP BY profile_id"
-            )
-            if selects
-            else "SELECT NULL::BIGINT AS profile_id WHERE false"
-        )
-        cols = ", ".join(f"m.{ident(a)}" for a in names)
-        sql = (
-            f"WITH m AS ({merged}), ids AS ("
+        ds_names = [ds for ds, _, _ in parts]
+        ids_sql = (
             f"SELECT profile_id, count(*) AS identity_count, min(first_seen) AS first_seen, "
-            f"max(last_seen) AS last_seen FROM {IDENTITY_VIEW} GROUP BY profile_id) "
-            f"SELECT ids.profile_id, {cols + ', ' if cols else ''}"
-            + (f"struct_pack({entries}) AS sources, " if names else "")
-            + "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, ids.first_seen, ids.last_seen "
-            "FROM ids LEFT JOIN m USING (profile_id)"
+            f"max(last_seen) AS last_seen FROM {IDENTITY_VIEW} GROUP BY profile_id"
         )
-        table = eng.query(sql)
+        if not selects:
+            table = eng.query(
+                f"SELECT profile_id, NULL::TIMESTAMPTZ AS updated_at, 0::BIGINT AS records, "
+                f"identity_count, first_seen, last_seen FROM ({ids_sql})"
+            )
+        else:
+            # the fragments in policy order (the last one is the strongest): each attribute's
+            # winner is then the largest position among its non-null fragments, an integer
+            # max per attribute; the values and their datasets are gathered by position
+            frags = eng.query(
+                f"SELECT profile_id, __dsi, __ts, {', '.join(ident(a) for a in names)} "
+                f"FROM ({' UNION ALL '.join(selects)}) ORDER BY {sort}"
+            )
+            pos = pa.array(np.arange(frags.num_rows, dtype=np.int64))
+            eng.register(
+                "__frags",
+                pa.table(
+                    {
+                        "profile_id": frags.column("profile_id"),
+                        "__ts": frags.column("__ts"),
+                        "__pos": pos,
+                        **{f"__n{k}": pc.is_valid(frags.column(a)) for k, a in enumerate(names)},
+                    }
+                ),
+            )
+            wins = ", ".join(
+                f"max(CASE WHEN __n{k} THEN __pos END) AS __w{k}" for k in range(len(names))
+            )
+            try:
+                table = eng.query(
+                    f"WITH m AS (SELECT profile_id{', ' + wins if wins else ''}, max(__ts) AS updated_at, "
+                    f"count(*) AS records FROM __frags GROUP BY profile_id), ids AS ({ids_sql}) "
+                    f"SELECT ids.profile_id, {''.join(f'm.__w{k}, ' for k in range(len(names)))}"
+                    "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, "
+                    "ids.first_seen, ids.last_seen FROM ids LEFT JOIN m USING (profile_id)"
+                )
+            finally:
+                eng.unregister("__frags")
+            dsi = frags.column("__dsi")
+            dsn = pa.array(ds_names, pa.string())
+            values, sources = [], []
+            for k, a in enumerate(names):
+                w = table.column(f"__w{k}")
+                values.append(pc.take(frags.column(a), w))
+                sources.append(pc.take(dsn, pc.take(dsi, w)))
+            cols: dict[str, Any] = {"profile_id": table.column("profile_id")}
+            cols.update(zip(names, values, strict=True))
+            if names:
+                cols["sources"] = pa.StructArray.from_arrays(
+                    [_one_array(c) for c in sources], names=names
+                )
+            for c in ("updated_at", "records", "identity_count", "first_seen", "last_seen"):
+                cols[c] = table.column(c)
+            table = pa.table(cols)
         props = CommitProperties(
             custom_metadata={"workbench.build_id": str(build_id), "workbench.policy": name}
         )
@@ -243,10 +271,10 @@ class Profiles:
             schema_mode="overwrite",
             commit_properties=props,
         )
-        return int(pa.compute.sum(pa.compute.greater(table.column("records"), 0)).as_py() or 0)
+        return int(pc.sum(pc.greater(table.column("records"), 0)).as_py() or 0)
 
     def _build_events(
-        self, build_id: int, parts: list[tuple[str, str]], classes: dict[str, Any]
+        self, build_id: int, parts: list[tuple[str, str, str]], classes: dict[str, Any]
     ) -> tuple[int, int]:
         """Stream every event with its profile into the event history, in one pass; rows
         with no known identity are counted (not attributable) and left out."""
@@ -256,7 +284,7 @@ class Profiles:
         # the history holds who, when, what and the event's own fields (not its identities:
         # they live in the graph), plus where the full row lives (dataset, batch, row)
         fields: dict[str, str] = {}
-        for ds, _ in parts:
+        for ds, _, _ in parts:
             stored = set(
                 self._ws.lake.table(self._ws.datasets.get(ds).table_path).schema().to_arrow().names
             )  # type: ignore[attr-defined]
@@ -266,7 +294,7 @@ class Profiles:
                 typ = _duck_type_of(eng, f"__rows_{ds}", f.name)
                 fields[f.name] = typ if fields.get(f.name, typ) == typ else "VARCHAR"
         selects = []
-        for ds, sql in parts:
+        for ds, sql, _ in parts:
             have = {f.name for f in classes[ds].fields}
             chan = classes[ds].channel
             cols = ", ".join(
@@ -279,30 +307,29 @@ class Profiles:
                 f"{cols + ', ' if cols else ''}_batch_id, _row FROM ({sql})"
             )
         union = " UNION ALL ".join(f"({s})" for s in selects)
-        # stored ordered by event type, then time: a segment condition on a type (and a
-        # window) reads only the row groups of that type (and time), from Parquet statistics
-        batches = eng.stream(f"SELECT * FROM ({union}) ORDER BY event_type, timestamp")
-        first = next(batches, None)
-        if first is None:
-            return 0, 0
-        kept, dropped = [0], [0]
-
-        def attributed() -> Iterator[pa.RecordBatch]:
-            for b in _chain(first, batches):
-                ok = pc.is_valid(b.column("profile_id"))
-                good = b if ok.false_count == 0 else b.filter(ok)
-                dropped[0] += b.num_rows - good.num_rows
-                kept[0] += good.num_rows
-                yield good
-
-        self._ws.lake.overwrite_stream(
-            self._ws.lake.path(*EVENTS),
-            attributed(),
-            first.schema,
-            {"build_id": build_id},
-            row_group_rows=1 << 17,
+        total = sum(
+            int(eng.scalar(f"SELECT count(*) FROM {ident(view)}") or 0)
+            for view in {view for _, _, view in parts}
         )
-        return kept[0], dropped[0]
+        # stored ordered by event type, then time: a segment condition on a type (and a
+        # window) reads only the row groups of that type (and time), from Parquet statistics.
+        # The engine writes the Parquet itself (sort and encoding on every core, no Arrow
+        # round trip), and the file becomes the table's new version in one commit.
+        uri = self._ws.lake.path(*EVENTS)
+        f = self._ws.lake.new_file(uri)
+        try:
+            eng.execute(
+                f"COPY (SELECT * FROM ({union}) WHERE profile_id IS NOT NULL "
+                f"ORDER BY event_type, timestamp) TO {lit(f)} "
+                f"(FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {EVENT_ROW_GROUP})"
+            )
+            self._ws.lake.overwrite_files(uri, [f], {"build_id": build_id})
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(f)
+            raise
+        kept = int(pq.read_metadata(f).num_rows)
+        return kept, total - kept
 
     def _event_details(self, index: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The full rows of a few indexed events, read back from their datasets."""
@@ -393,9 +420,8 @@ class Profiles:
         return Profile(profile_id, attributes, sources, idents, evs, memberships, name)
 
 
-def _chain(first: pa.RecordBatch, rest: Any) -> Any:
-    yield first
-    yield from rest
+def _one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def _duck_type_of(eng: Any, view: str, column: str) -> str:
