@@ -93,3 +93,55 @@ def test_health_kpis_and_pages_build(dws) -> None:  # type: ignore[no-untyped-de
     for build in (dash.audience_overview, dash.activation_status, dash.data_health):
         w = build(dws)
         assert "wb-dash" in w._dom_classes
+
+
+def test_segment_detail_frames_are_suppressed(dws) -> None:  # type: ignore[no-untyped-def]
+    d = dash.segment_detail(dws, "viewers_3d")
+    assert set(d) == {"history", "composition", "overlap"}
+    # two runs with 2 then 3 members: below the threshold, so hidden (NaN) in the charts
+    assert len(d["history"]) == 2 and d["history"]["size"].isna().all()
+    assert d["composition"]["members"].isna().all() and d["composition"]["share"].isna().all()
+    assert d["overlap"]["segment"].tolist() == ["gold_or_platinum"]
+    dws.settings.min_count = 1
+    try:
+        d = dash.segment_detail(dws, "viewers_3d")
+        assert d["history"]["size"].tolist() == [2, 3]
+        both = set(dws.segments.members("viewers_3d")["profile_id"]) & set(
+            dws.segments.members("gold_or_platinum")["profile_id"]
+        )
+        assert d["overlap"]["members in both"].tolist() == [len(both)]
+        assert set(d["composition"]["attribute"]) <= set(dash.COMPOSITION_ATTRIBUTES)
+    finally:
+        dws.settings.min_count = 10
+
+
+def test_recent_activations_failures_and_dead_letters(dws) -> None:  # type: ignore[no-untyped-def]
+    r = dash.recent_activations(dws)
+    assert r[["destination", "segment", "status", "exported"]].values.tolist() == [
+        ["drop", "gold_or_platinum", "success", 2]
+    ]
+    assert dash.dead_letter_summary(dws).empty
+    assert dash.failed_jobs(dws).empty  # no job has run in this workspace
+
+
+def test_data_health_tables_are_suppressed(dws) -> None:  # type: ignore[no-untyped-def]
+    import ipywidgets
+
+    page = dash.data_health(dws)
+    html = {
+        cls: w.value
+        for w in _walk(page)
+        if isinstance(w, ipywidgets.HTML)
+        for cls in w._dom_classes
+        if cls in {"wb-batches", "wb-reasons", "wb-links"}
+    }
+    assert set(html) == {"wb-batches", "wb-links", "wb-reasons"}
+    assert "&lt;10" in html["wb-links"]  # a handful of links in this brand: all suppressed
+    figures = [w for w in _walk(page) if isinstance(w, ipywidgets.Output)]
+    assert len(figures) == 3  # batches, cluster sizes, job durations
+
+
+def _walk(w):  # type: ignore[no-untyped-def]
+    yield w
+    for c in getattr(w, "children", ()):
+        yield from _walk(c)

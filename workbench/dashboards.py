@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Attributes the segment picker breaks a segment down by (those the profiles have).
 COMPOSITION_ATTRIBUTES = ("tier", "city")
+#: Rejection reasons the data health page lists (the most frequent first).
+TOP_REASONS = 15
 #: Columns of the activation counts, in display order, with their labels.
 ACTIVATION_COUNTS = {
     "eligible": "eligible",
@@ -624,17 +626,19 @@ def data_health(ws: Workspace) -> ipywidgets.Widget:
             f"as <{m} (and left out of charts).",
         ),
         kpi_row(health_kpis(ws)),
-        section("Ingestion", "Accepted and rejected rows per batch; the top rejection reasons."),
+        section(
+            "Ingestion",
+            "Accepted and rejected rows per batch; the most frequent rejection reasons "
+            "(rejected rows are kept in each dataset's quarantine).",
+        ),
         grid(
             figure(
                 figures.batches(suppress(b, ["rows_accepted", "rows_rejected"], m)),
                 "wb-fig-batches",
             ),
-            figure(
-                figures.quarantine_reasons(
-                    suppress(reasons, ["errors", "rows"], m).dropna(subset=["errors"])
-                ),
-                "wb-fig-reasons",
+            table(
+                fmt_frame(reasons.head(TOP_REASONS), ["errors", "rows"], m),
+                "wb-reasons",
             ),
         ),
         table(
@@ -661,17 +665,14 @@ def data_health(ws: Workspace) -> ipywidgets.Widget:
             section(
                 "Identity graph",
                 f"Identities per profile (cap {ws.settings.identity_cap}) and the links the "
-                f"guardrails cut.",
+                f"guardrails kept and cut, per pair of namespaces.",
             ),
             grid(
                 figure(
                     figures.cluster_sizes(suppress(data.cluster_sizes(ws), ["profiles"], m)),
                     "wb-fig-clusters",
                 ),
-                figure(
-                    figures.links(suppress(data.links_by_status(ws), ["links"], m)),
-                    "wb-fig-links",
-                ),
+                table(fmt_frame(data.links_by_status(ws), ["links"], m), "wb-links"),
             ),
         ]
     runs = data.job_runs(ws)
