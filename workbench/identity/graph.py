@@ -15,7 +15,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,7 +322,8 @@ class IdentityGraph:
                     sources.append((name, view, fields, tcol, where))
             if not sources:
                 return _empty_keyed_ids(exact), _empty_keyed_links(exact), 0, new_mark
-            res = eng.query(self._observations_sql(sources, ds_names, exact))
+            with _unordered(eng):
+                res = eng.query(self._observations_sql(sources, ds_names, exact))
         finally:
             for v in views:
                 eng.unregister(v)
@@ -505,11 +508,8 @@ class IdentityGraph:
             write_deltalake(self._path(MERGES), m, mode="append", schema_mode="merge")
         timings["write"] = time.perf_counter() - t
 
-        sizes = (
-            np.bincount(np.unique(res.labels, return_inverse=True)[1])
-            if len(res.labels)
-            else np.zeros(0)
-        )
+        sizes = np.bincount(res.labels) if len(res.labels) else np.zeros(0, dtype=np.int64)
+        sizes = sizes[sizes > 0]  # identities per profile (labels are non-negative)
         stats = IdentityBuildStats(
             build_id=build_id,
             mode="incremental" if incremental else "full",
@@ -596,12 +596,12 @@ class IdentityGraph:
         eng.register("__ids0", ids)
         try:
             ids = eng.query(
-                "SELECT x, nsr, value, first_seen, last_seen, evidence, dataset_mask, "
-                "(row_number() OVER (ORDER BY nsr, value) - 1)::BIGINT AS iid "
-                "FROM __ids0 ORDER BY iid"
+                "SELECT x, nsr, value, first_seen, last_seen, evidence, dataset_mask "
+                "FROM __ids0 ORDER BY nsr, value"
             )
         finally:
             eng.unregister("__ids0")
+        ids = ids.append_column("iid", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
         eng.register("__ids1", ids.select(["x", "iid"]))
         eng.register(
             "__links0",
@@ -610,10 +610,11 @@ class IdentityGraph:
             ),
         )
         try:
-            pairs = eng.query(
-                "SELECT l.k, least(p.iid, q.iid) AS a, greatest(p.iid, q.iid) AS b FROM __links0 l "
-                "JOIN __ids1 p ON p.x = l.x JOIN __ids1 q ON q.x = l.y"
-            )
+            with _unordered(eng):
+                pairs = eng.query(
+                    "SELECT l.k, least(p.iid, q.iid) AS a, greatest(p.iid, q.iid) AS b "
+                    "FROM __links0 l JOIN __ids1 p ON p.x = l.x JOIN __ids1 q ON q.x = l.y"
+                )
         finally:
             eng.unregister("__ids1")
             eng.unregister("__links0")
@@ -650,10 +651,11 @@ class IdentityGraph:
         self._ws.lake.register(eng, "__prev", self._path(IDENTITIES))
         eng.register("__cur", ids.select(["x", "value", "iid"]))
         try:  # on the key, then the value (a hash key is not proof of equality)
-            got = eng.query(
-                "SELECT c.iid, p.profile_id FROM __cur c JOIN __prev p "
-                f"ON {_key_sql('p.namespace', 'p.value', exact)} = c.x AND p.value = c.value"
-            )
+            with _unordered(eng):
+                got = eng.query(
+                    "SELECT c.iid, p.profile_id FROM __cur c JOIN __prev p "
+                    f"ON {_key_sql('p.namespace', 'p.value', exact)} = c.x AND p.value = c.value"
+                )
         finally:
             eng.unregister("__prev")
             eng.unregister("__cur")
@@ -666,18 +668,28 @@ class IdentityGraph:
         return self._index(ids, links)[4]
 
     def _write(self, parts: tuple[str, str], table: pa.Table, meta: dict[str, Any]) -> None:
-        from deltalake import CommitProperties
+        """Replace a graph table with ``table`` (one new Delta version).
 
-        props = CommitProperties(
-            custom_metadata={f"workbench.{k}": str(v) for k, v in meta.items()}
-        )
-        write_deltalake(
-            self._path(parts),
-            table,
-            mode="overwrite",
-            schema_mode="overwrite",
-            commit_properties=props,
-        )
+        Parquet written by pyarrow, dictionary-encoding only the few-valued text columns
+        (namespaces, datasets, statuses): trying it on millions of distinct values is most
+        of the writing time.
+        """
+        few = [
+            c
+            for c in ("namespace", "a_ns", "b_ns", "dataset", "status", "reason")
+            if c in table.column_names
+        ]
+        lake = self._ws.lake
+        uri = self._path(parts)
+        f = lake.new_file(uri)
+        try:
+            pq.write_table(
+                table, f, compression="snappy", use_dictionary=few, row_group_size=1 << 20
+            )
+            lake.overwrite_files(uri, [f], meta)
+        except BaseException:
+            Path(f).unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------ lookup and explain
     def normalize(self, identity: str) -> tuple[str, str]:
@@ -962,6 +974,20 @@ class _Describe:
 
 def _epoch_us(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0).to_numpy()
+
+
+@contextmanager
+def _unordered(eng: Any) -> Iterator[None]:
+    """Let DuckDB drop row order inside a query whose result order does not matter
+    (aggregates, joins): fewer buffers and synchronization between its threads."""
+    if eng.name != "duckdb":
+        yield
+        return
+    eng.execute("SET preserve_insertion_order = false")
+    try:
+        yield
+    finally:
+        eng.execute("RESET preserve_insertion_order")
 
 
 def _key_sql(ns: str, value: str, exact: bool) -> str:

@@ -37,7 +37,7 @@ def assign_profile_ids(labels: np.ndarray, prev_pid: np.ndarray, max_prev: int =
         max_prev: the largest profile id ever given (new ids start after it).
     """
     n = len(labels)
-    ulabels, first_idx, inv = np.unique(labels, return_index=True, return_inverse=True)
+    ulabels, first_idx, inv = _dense(labels)
     nl = len(ulabels)
     had = prev_pid >= 0
     # (label, old id) pairs with counts
@@ -71,6 +71,23 @@ def assign_profile_ids(labels: np.ndarray, prev_pid: np.ndarray, max_prev: int =
     kept[fresh] = start + 1 + np.arange(len(fresh), dtype=np.int64)
     split = int(label_had_old[fresh].sum())
     return Assignment(kept[inv], retired, survivor, len(fresh) - split, split)
+
+
+def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(labels, return_index=True, return_inverse=True)``, in linear time when
+    the labels are small non-negative integers (the clustering's are below 2n)."""
+    n = len(labels)
+    top = int(labels.max()) + 1 if n else 0
+    if not n or int(labels.min()) < 0 or top > 4 * n + 1024:
+        return np.unique(labels, return_index=True, return_inverse=True)
+    present = np.zeros(top, dtype=bool)
+    present[labels] = True
+    ulabels = np.flatnonzero(present)
+    remap = np.cumsum(present, dtype=np.int64) - 1
+    inv = remap[labels]
+    first_idx = np.full(len(ulabels), n, dtype=np.int64)
+    np.minimum.at(first_idx, inv, np.arange(n, dtype=np.int64))
+    return ulabels.astype(labels.dtype, copy=False), first_idx, inv
 
 
 __all__ = ["Assignment", "assign_profile_ids"]
