@@ -188,7 +188,10 @@ class IdentityGraph:
         plain = [v.lower() for v in (*DEFAULT_BLOCKED, *(x for x in extra if ":" not in x))]
         scoped = [x for x in extra if ":" in x]
         items = ", ".join(lit(v) for v in sorted(set(plain)))
-        cond = f"lower({v_expr}) IN ({items})"
+        # lower() maps code points one to one: a longer value cannot be a blocked one, and
+        # the cheap length test spares lowering every long value (cookies, most emails)
+        longest = max((len(v) for v in plain), default=0)
+        cond = f"(length({v_expr}) <= {longest} AND lower({v_expr}) IN ({items}))"
         if scoped:
             cond += f" OR ({ns_expr} || ':' || {v_expr}) IN ({', '.join(lit(v) for v in scoped)})"
         cond += f" OR ({ns_expr} = 'phone' AND regexp_full_match({v_expr}, {lit(BLOCKED_PHONE_PATTERN)}))"
