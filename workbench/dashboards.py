@@ -348,6 +348,7 @@ _CSS = """
 .wb-dash h1 { font-size: 26px; margin: 4px 0 2px 0; }
 .wb-dash h2 { font-size: 18px; margin: 18px 0 2px 0; border-bottom: 1px solid #e5e7eb; }
 .wb-note { color: #4b5563; font-size: 13px; margin: 0 0 6px 0; }
+.wb-kpis { display: flex; flex-flow: row wrap; gap: 8px; }
 .wb-kpi { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 14px; min-width: 150px;
           background: #f9fafb; }
 .wb-kpi-label { color: #6b7280; font-size: 12px; text-transform: uppercase; }
@@ -379,18 +380,17 @@ def section(title: str, note: str = "") -> ipywidgets.Widget:
 
 
 def kpi_row(kpis: dict[str, str]) -> ipywidgets.Widget:
-    """KPI boxes in a row; each has the class ``wb-kpi-<label slug>``."""
-    w = _w()
-    boxes = []
-    for label, value in kpis.items():
-        b = w.HTML(
-            f"<div class='wb-kpi-label'>{html.escape(label)}</div>"
-            f"<div class='wb-kpi-value'>{html.escape(value)}</div>"
-        )
-        b.add_class("wb-kpi")
-        b.add_class("wb-kpi-" + "-".join(label.lower().split()))
-        boxes.append(b)
-    return w.HBox(boxes, layout=w.Layout(flex_flow="row wrap", grid_gap="8px"))
+    """KPI boxes in a row, as one HTML widget (a page draws fewer widgets); each box has the
+    class ``wb-kpi-<label slug>``."""
+    boxes = "".join(
+        f"<div class='wb-kpi wb-kpi-{'-'.join(label.lower().split())}'>"
+        f"<div class='wb-kpi-label'>{html.escape(label)}</div>"
+        f"<div class='wb-kpi-value'>{html.escape(value)}</div></div>"
+        for label, value in kpis.items()
+    )
+    row = _w().HTML(f"<div class='wb-kpis'>{boxes}</div>")
+    row.add_class("wb-kpi-row")
+    return row
 
 
 def table(frame: pd.DataFrame, css: str = "", max_rows: int = 50) -> ipywidgets.Widget:
