@@ -1,55 +1,95 @@
 """Headless-browser check of the stakeholder dashboards (dashboards/*.ipynb) served by Voila on
 loopback, opened in Debian's Chromium through Playwright (no browser is downloaded).
 
-A 2,000-person sample workspace is built once with ``workbench demo``; each dashboard must
-render its widgets and plotly charts (offline), show numbers equal to the API's, suppress
-small counts, show no traceback, and load in under 5 s once warm. The segment picker of the
-audience overview must redraw its charts. Screenshots go to the test's tmp dir and to
-``$WORKBENCH_SCREENSHOT_DIR`` when set.
+A 2,000-person sample workspace is built once with ``workbench demo`` and Voila serves
+``dashboards/`` as ``workbench dashboard`` does (one preheated kernel per dashboard). Each
+dashboard must render its widgets and plotly charts (offline), show numbers equal to the API's,
+suppress small counts and show no error or traceback; the segment picker of the audience
+overview must redraw its charts.
+
+Loads are timed from navigation to the widgets and charts drawn, each in a fresh browser
+context (a cold browser cache) once Voila's kernel pools are ready (see
+:func:`tests.browser.wait_for_voila_pool`); the medians are printed and written to
+``load_times.json``. Artifacts (a full-page screenshot of each dashboard, ``load_times.json``,
+and on a failure the page's HTML and Voila's log) go to ``.ci/state/artifacts/dashboards/``
+(git-ignored), or to ``$WORKBENCH_SCREENSHOT_DIR`` when set.
+
+A navigation is retried once, and the retry printed and recorded in ``load_times.json``, only
+when Voila served the page without the dashboard's cell at all (no output area): a preheated
+kernel whose render never delivered the last cell, an infrastructure failure. A dashboard that
+raises shows an error output instead and fails at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
-import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, VOILA, free_port, wait_for_http
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VOILA,
+    free_port,
+    wait_for_http,
+    wait_for_voila_pool,
+)
 
-pytestmark = [
-    pytest.mark.slow,
-    # Not yet in CI: on the 2-core machine one page in about three runs does not render
-    # within the timeout while six preheated kernels start (issue #8 is open for it).
-    # Run it with WORKBENCH_DASHBOARD_BROWSER=1 pytest tests/test_dashboard_browser.py
-    pytest.mark.skipif(
-        os.environ.get("WORKBENCH_DASHBOARD_BROWSER") != "1",
-        reason="dashboard browser check is opt-in until its first-load flakiness is fixed",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[1]
+ARTIFACTS = Path(
+    os.environ.get("WORKBENCH_SCREENSHOT_DIR")
+    or ROOT / ".ci" / "state" / "artifacts" / "dashboards"
+)
 VIEWPORT = {"width": 1280, "height": 800}
-# The issue's target is 5 s; measured warm loads on this 2-core machine are 3.2-5.7 s (see
-# docs/benchmarks.md). The test guards against regressions with headroom for a slow CI run.
-MAX_WARM_LOAD_S = 15.0
+DASHBOARDS = ("audience_overview", "activation_status", "data_health")
+#: preheated kernels per dashboard, as ``workbench dashboard`` runs Voila
+POOL_SIZE = 1
+#: timed loads per dashboard (the median is the figure reported in docs/benchmarks.md)
+LOADS = 3
+# The issue's bar is 5 s (medians measured on the 2-core machine: docs/benchmarks.md). The
+# test guards against regressions with headroom for a loaded CI machine.
+MAX_MEDIAN_LOAD_S = 10.0
 #: plotly charts each page draws
-CHARTS = {"audience_overview": 3, "activation_status": 1, "data_health": 5}
+CHARTS = {"audience_overview": 3, "activation_status": 1, "data_health": 3}
 LOAD_TIMES: dict[str, list[float]] = {}
+RETRIES: list[str] = []
+
+
+@dataclass
+class Voila:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
 
 
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("dashboards")
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Iterator[Path]:
+    """The artifact folder; load times are written there when the module's tests end."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield ARTIFACTS
+    medians = {k: round(statistics.median(v), 2) for k, v in LOAD_TIMES.items()}
+    report = {"loads_s": LOAD_TIMES, "median_s": medians, "retries": RETRIES}
+    (ARTIFACTS / "load_times.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\ndashboard loads (s): {LOAD_TIMES}; medians {medians}; retries {RETRIES}")
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +112,8 @@ def sample_workspace(tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def voila(sample_workspace: Path, tmp: Path) -> Iterator[str]:
-    """Voila serving dashboards/ on a free loopback port; its base URL."""
+def voila(sample_workspace: Path, tmp: Path) -> Iterator[Voila]:
+    """Voila serving dashboards/ on a free loopback port, its kernel pools ready."""
     if not VOILA.exists():
         pytest.skip("voila is not installed in this environment")
     port = free_port()
@@ -88,10 +128,10 @@ def voila(sample_workspace: Path, tmp: Path) -> Iterator[str]:
                 "--no-browser",
                 f"--port={port}",
                 "--Voila.ip=127.0.0.1",
-                # kernels preheated (the notebook already run), so a page does not wait for
-                # a kernel start and the workbench imports
+                # as `workbench dashboard`: a preheated kernel per dashboard (the notebook
+                # already run), so a page does not wait for a kernel start and the imports
                 "--preheat_kernel=True",
-                "--pool_size=2",
+                f"--pool_size={POOL_SIZE}",
             ],
             cwd=ROOT,
             env=env,
@@ -99,14 +139,13 @@ def voila(sample_workspace: Path, tmp: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
+    v = Voila(f"http://127.0.0.1:{port}", proc, log)
     try:
-        wait_for_http(url + "/", proc, log, timeout=90)
-        # the pools fill in the background; pages are measured once they are ready
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and log.read_text().count("is filled with") < 3:
-            time.sleep(1)
-        yield url
+        wait_for_http(v.url + "/", proc, log, timeout=90)
+        # the first pools take 20-40 s on two cores (three kernels import and run at once)
+        waited = wait_for_voila_pool(v.url, proc, log, len(DASHBOARDS) * POOL_SIZE, timeout=300)
+        print(f"voila: kernel pools ready after {waited:.1f}s")
+        yield v
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -119,7 +158,7 @@ def voila(sample_workspace: Path, tmp: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(voila: str) -> Iterator[Any]:
+def browser(voila: Voila) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -131,46 +170,88 @@ def browser(voila: str) -> Iterator[Any]:
             b.close()
 
 
-def _open(browser: Any, voila: str, name: str) -> tuple[Any, float]:
-    """Open a dashboard and wait for its widgets and charts; (page, seconds it took)."""
-    page = browser.new_page(viewport=VIEWPORT)
+def _infrastructural(page: Any) -> str | None:
+    """Why a page that did not render failed, when Voila never delivered the dashboard's cell:
+    no output area at all (the notebook's last cell always has one: the dashboard, or the
+    error it raised). ``None`` for any other failure."""
+    with contextlib.suppress(Exception):
+        if page.locator(".jp-OutputArea-output").count() == 0:
+            cells = page.locator("[cell-index]").count()
+            return f"Voila served the page without the dashboard cell ({cells} cells, no output)"
+    return None
+
+
+def _keep_failure(page: Any, voila: Voila, name: str) -> None:
+    with contextlib.suppress(Exception):
+        (ARTIFACTS / f"failed_{name}.html").write_text(page.content())
+    with contextlib.suppress(Exception):
+        (ARTIFACTS / "voila.log").write_text(voila.log.read_text(errors="replace"))
+
+
+def _open(browser: Any, voila: Voila, name: str, retry: bool = True) -> tuple[Any, float]:
+    """Open a dashboard in a fresh browser context once the kernel pools are ready, and wait
+    for its widgets and charts; (page, seconds from navigation to drawn)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # the previous page's kernel is replaced by a new preheated one: wait until it has run
+    wait_for_voila_pool(voila.url, voila.proc, voila.log, len(DASHBOARDS) * POOL_SIZE, 240)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
     # offline: Voila's template asks a CDN for icon fonts; refuse at once instead of hanging
     page.route(re.compile(r"^https?://(?!127\.0\.0\.1)"), lambda route: route.abort())
     t0 = time.monotonic()
-    page.goto(f"{voila}/voila/render/{name}.ipynb", timeout=120_000, wait_until="commit")
-    page.locator(".wb-dash").wait_for(state="visible", timeout=120_000)
-    page.wait_for_function(
-        "(n) => document.querySelectorAll('.wb-dash .js-plotly-plot .main-svg').length >= n",
-        arg=CHARTS[name],
-        timeout=60_000,
-    )
-    return page, time.monotonic() - t0
+    try:
+        page.goto(f"{voila.url}/voila/render/{name}.ipynb", timeout=60_000, wait_until="commit")
+        page.locator(".wb-dash").wait_for(state="visible", timeout=60_000)
+        page.wait_for_function(
+            "(n) => document.querySelectorAll('.wb-dash .js-plotly-plot .main-svg').length >= n",
+            arg=CHARTS[name],
+            timeout=60_000,
+        )
+    except PlaywrightTimeout:
+        why = _infrastructural(page)
+        _keep_failure(page, voila, name)
+        context.close()
+        if why and retry:
+            RETRIES.append(f"{name}: {why}")
+            print(f"RETRY {name}: {why}")
+            return _open(browser, voila, name, retry=False)
+        raise
+    elapsed = time.monotonic() - t0
+    assert not errors, f"{name}: JavaScript errors: {errors}"
+    return page, elapsed
 
 
-def _load(browser: Any, voila: str, name: str) -> Any:
-    """Open a dashboard twice (cold, then warm), keep the warm page, record both times."""
-    cold, t_cold = _open(browser, voila, name)
-    cold.close()
-    page, t_warm = _open(browser, voila, name)
-    LOAD_TIMES[name] = [round(t_cold, 2), round(t_warm, 2)]
-    print(f"{name}: cold {t_cold:.2f}s, warm {t_warm:.2f}s")
-    return page, t_warm
+def _load(browser: Any, voila: Voila, name: str) -> tuple[Any, float]:
+    """Open a dashboard :data:`LOADS` times; keep the last page; the median load time."""
+    times = []
+    page = None
+    for _ in range(LOADS):
+        if page is not None:
+            page.context.close()
+        page, t = _open(browser, voila, name)
+        times.append(round(t, 2))
+    LOAD_TIMES[name] = times
+    median = statistics.median(times)
+    print(f"{name}: loads {times} s, median {median:.2f} s")
+    return page, median
 
 
 def _no_errors(page: Any) -> None:
     body = page.locator("body").inner_text()
     assert "Traceback" not in body
+    assert "There was an error when executing cell" not in body
+    assert "Cell execution timed out" not in body
     assert page.locator("[data-mime-type='application/vnd.jupyter.stderr']").count() == 0
     assert page.locator(".jp-OutputArea-output .ansi-red-fg").count() == 0
 
 
-def _shot(page: Any, tmp: Path, name: str) -> None:
-    shot = tmp / f"dashboard_{name}.png"
+def _shot(page: Any, artifacts: Path, name: str) -> None:
+    shot = artifacts / f"dashboard_{name}.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.exists() and shot.stat().st_size > 10_000
-    keep = os.environ.get("WORKBENCH_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / shot.name)
 
 
 def _kpi(page: Any, slug: str) -> str:
@@ -182,7 +263,13 @@ def _row(page: Any, table: str, first_cell: str) -> list[str]:
     return [c.strip() for c in row.locator("td").all_inner_texts()]
 
 
-def test_audience_overview(browser: Any, voila: str, sample_workspace: Path, tmp: Path) -> None:
+def _assert_load_time(name: str, median: float) -> None:
+    assert median < MAX_MEDIAN_LOAD_S, (name, LOAD_TIMES)
+
+
+def test_audience_overview(
+    browser: Any, voila: Voila, sample_workspace: Path, artifacts: Path
+) -> None:
     from workbench import Workspace
     from workbench.viz import data
 
@@ -194,7 +281,7 @@ def test_audience_overview(browser: Any, voila: str, sample_workspace: Path, tmp
     small = sorted(n for n, v in sizes.items() if 0 < v < min_count)
     big = sorted((n for n, v in sizes.items() if v >= min_count), key=lambda n: -sizes[n])
     assert small and len(big) >= 2, sizes
-    page, t_warm = _load(browser, voila, "audience_overview")
+    page, median = _load(browser, voila, "audience_overview")
     try:
         assert _kpi(page, "profiles") == f"{profiles:,}"
         assert _kpi(page, "reachable-by-email") == f"{100 * reach['email'] / profiles:.1f}%"
@@ -218,14 +305,22 @@ def test_audience_overview(browser: Any, voila: str, sample_workspace: Path, tmp
                 arg=[css, big[1]],
                 timeout=30_000,
             )
+        # the redrawn size chart shows the picked segment's size (its last point)
+        shown = page.evaluate(
+            "() => { const gd = document.querySelector('.wb-fig-history .js-plotly-plot');"
+            " const y = Array.from(gd._fullData[0].y); return y[y.length - 1]; }"
+        )
+        assert int(shown) == int(sizes[big[1]]), (shown, sizes[big[1]])
         _no_errors(page)
-        _shot(page, tmp, "audience_overview")
+        _shot(page, artifacts, "audience_overview")
     finally:
-        page.close()
-    assert t_warm < MAX_WARM_LOAD_S, LOAD_TIMES
+        page.context.close()
+    _assert_load_time("audience_overview", median)
 
 
-def test_activation_status(browser: Any, voila: str, sample_workspace: Path, tmp: Path) -> None:
+def test_activation_status(
+    browser: Any, voila: Voila, sample_workspace: Path, artifacts: Path
+) -> None:
     import workbench.dashboards as dash
     from workbench import Workspace
 
@@ -233,7 +328,7 @@ def test_activation_status(browser: Any, voila: str, sample_workspace: Path, tmp
         summary = dash.activation_summary(ws).set_index("destination")
         min_count = ws.settings.min_count
     assert len(summary) >= 1
-    page, t_warm = _load(browser, voila, "activation_status")
+    page, median = _load(browser, voila, "activation_status")
     try:
         header = page.locator(".wb-destinations th").all_inner_texts()
         col = header.index("exported")
@@ -243,17 +338,17 @@ def test_activation_status(browser: Any, voila: str, sample_workspace: Path, tmp
             want = f"<{min_count}" if 0 < expected < min_count else f"{int(expected):,}"
             assert shown[col] == want, (dest, shown)
             assert shown[header.index("next_delivery")] == row["next_delivery"]
-        # suppression: every small count in the table is shown as <10
+        # suppression: no count in the tables is between 1 and min_count - 1
         cells = page.locator(".wb-destinations td, .wb-recent td").all_inner_texts()
         assert not any(c.strip().isdigit() and 0 < int(c) < min_count for c in cells)
         _no_errors(page)
-        _shot(page, tmp, "activation_status")
+        _shot(page, artifacts, "activation_status")
     finally:
-        page.close()
-    assert t_warm < MAX_WARM_LOAD_S, LOAD_TIMES
+        page.context.close()
+    _assert_load_time("activation_status", median)
 
 
-def test_data_health(browser: Any, voila: str, sample_workspace: Path, tmp: Path) -> None:
+def test_data_health(browser: Any, voila: Voila, sample_workspace: Path, artifacts: Path) -> None:
     from workbench import Workspace
 
     with Workspace.open(sample_workspace) as ws:
@@ -263,7 +358,7 @@ def test_data_health(browser: Any, voila: str, sample_workspace: Path, tmp: Path
     accepted = sum(b.rows_accepted for b in batches)
     small = [b for b in batches if 0 < b.rows_rejected < min_count]
     assert small, [b.rows_rejected for b in batches]
-    page, t_warm = _load(browser, voila, "data_health")
+    page, median = _load(browser, voila, "data_health")
     try:
         assert _kpi(page, "rows-accepted") == f"{accepted:,}"
         assert _kpi(page, "batches") == f"{len(batches):,}"
@@ -272,8 +367,12 @@ def test_data_health(browser: Any, voila: str, sample_workspace: Path, tmp: Path
         for b in small:
             shown = _row(page, "wb-batches", str(b.id))
             assert shown[header.index("rows_rejected")] == f"<{min_count}"
+        # suppression in the rejection-reason and link tables too
+        cells = page.locator(".wb-reasons td, .wb-links td").all_inner_texts()
+        assert cells
+        assert not any(c.strip().isdigit() and 0 < int(c) < min_count for c in cells)
         _no_errors(page)
-        _shot(page, tmp, "data_health")
+        _shot(page, artifacts, "data_health")
     finally:
-        page.close()
-    assert t_warm < MAX_WARM_LOAD_S, LOAD_TIMES
+        page.context.close()
+    _assert_load_time("data_health", median)
