@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,13 +151,20 @@ class Profiles:
                 else:
                     event_parts.append((ds, sql, view))
             t = time.perf_counter()
-            n_attr_profiles = self._build_attributes(build_id, name, pol, profile_parts, attrs)
+            table = self._build_attributes(profile_parts, pol, attrs)
+            n_attr_profiles = int(pc.sum(pc.greater(table.column("records"), 0)).as_py() or 0)
             timings["attributes"] = time.perf_counter() - t
-            n_events = n_unattributed = 0
-            if events:
+            # the profile table is written while the engine builds the event history
+            with ThreadPoolExecutor(1, thread_name_prefix="profile-write") as pool:
+                written = pool.submit(self._write_attributes, build_id, name, table)
+                n_events = n_unattributed = 0
+                if events:
+                    t = time.perf_counter()
+                    n_events, n_unattributed = self._build_events(build_id, event_parts, classes)
+                    timings["events"] = time.perf_counter() - t
                 t = time.perf_counter()
-                n_events, n_unattributed = self._build_events(build_id, event_parts, classes)
-                timings["events"] = time.perf_counter() - t
+                written.result()
+                timings["attributes_write_wait"] = time.perf_counter() - t
         finally:
             for v in views:
                 eng.unregister(v)
@@ -175,12 +183,11 @@ class Profiles:
 
     def _build_attributes(
         self,
-        build_id: int,
-        name: str,
-        pol: dict[str, Any],
         parts: list[tuple[str, str, list[str]]],
+        pol: dict[str, Any],
         attrs: dict[str, str],
-    ) -> int:
+    ) -> pa.Table:
+        """The profile table of a merge policy (one row per profile)."""
         eng = self._ws.engine
         names = sorted(attrs)
         selects = []
@@ -228,39 +235,47 @@ class Profiles:
                         "profile_id": frags.column("profile_id"),
                         "__ts": frags.column("__ts"),
                         "__pos": pos,
+                        "__dsi": frags.column("__dsi"),
                         **{f"__n{k}": pc.is_valid(frags.column(a)) for k, a in enumerate(names)},
                     }
                 ),
             )
+            # a winner is position * 64 + dataset index: its value by position, its dataset
+            # (the ``sources`` struct) straight from the low bits
             wins = ", ".join(
-                f"max(CASE WHEN __n{k} THEN __pos END) AS __w{k}" for k in range(len(names))
+                f"max(CASE WHEN __n{k} THEN __pos * 64 + __dsi END) AS __w{k}"
+                for k in range(len(names))
+            )
+            ds_list = "[" + ", ".join(lit(d) for d in ds_names) + "]"
+            entries = ", ".join(
+                f"{ident(a)} := {ds_list}[m.__w{k} % 64 + 1]" for k, a in enumerate(names)
             )
             try:
                 table = eng.query(
                     f"WITH m AS (SELECT profile_id{', ' + wins if wins else ''}, max(__ts) AS updated_at, "
                     f"count(*) AS records FROM __frags GROUP BY profile_id), ids AS ({ids_sql}) "
-                    f"SELECT ids.profile_id, {''.join(f'm.__w{k}, ' for k in range(len(names)))}"
-                    "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, "
+                    f"SELECT ids.profile_id, {''.join(f'm.__w{k} // 64 AS __w{k}, ' for k in range(len(names)))}"
+                    + (f"struct_pack({entries}) AS sources, " if names else "")
+                    + "m.updated_at, coalesce(m.records, 0) AS records, ids.identity_count, "
                     "ids.first_seen, ids.last_seen FROM ids LEFT JOIN m USING (profile_id)"
                 )
             finally:
                 eng.unregister("__frags")
-            dsi = frags.column("__dsi")
-            dsn = pa.array(ds_names, pa.string())
-            values, sources = [], []
-            for k, a in enumerate(names):
-                w = table.column(f"__w{k}")
-                values.append(pc.take(frags.column(a), w))
-                sources.append(pc.take(dsn, pc.take(dsi, w)))
+
+            def gather(k: int) -> pa.ChunkedArray:
+                return pc.take(frags.column(names[k]), table.column(f"__w{k}"))
+
+            with ThreadPoolExecutor(2, thread_name_prefix="profile-gather") as pool:
+                values = list(pool.map(gather, range(len(names))))
             cols: dict[str, Any] = {"profile_id": table.column("profile_id")}
             cols.update(zip(names, values, strict=True))
-            if names:
-                cols["sources"] = pa.StructArray.from_arrays(
-                    [_one_array(c) for c in sources], names=names
-                )
-            for c in ("updated_at", "records", "identity_count", "first_seen", "last_seen"):
+            rest = ("sources",) if names else ()
+            for c in (*rest, "updated_at", "records", "identity_count", "first_seen", "last_seen"):
                 cols[c] = table.column(c)
             table = pa.table(cols)
+        return table
+
+    def _write_attributes(self, build_id: int, name: str, table: pa.Table) -> None:
         props = CommitProperties(
             custom_metadata={"workbench.build_id": str(build_id), "workbench.policy": name}
         )
@@ -271,7 +286,6 @@ class Profiles:
             schema_mode="overwrite",
             commit_properties=props,
         )
-        return int(pc.sum(pc.greater(table.column("records"), 0)).as_py() or 0)
 
     def _build_events(
         self, build_id: int, parts: list[tuple[str, str, str]], classes: dict[str, Any]
@@ -293,7 +307,9 @@ class Profiles:
                     continue
                 typ = _duck_type_of(eng, f"__rows_{ds}", f.name)
                 fields[f.name] = typ if fields.get(f.name, typ) == typ else "VARCHAR"
-        selects = []
+        selects: list[str] = []
+        names: list[str] = []
+        channels: list[str] = []
         for ds, sql, _ in parts:
             have = {f.name for f in classes[ds].fields}
             chan = classes[ds].channel
@@ -302,11 +318,20 @@ class Profiles:
                 for n, t in fields.items()
             )
             selects.append(
-                f"SELECT profile_id, {lit(ds)} AS dataset, CAST({lit(chan)} AS VARCHAR) AS channel, "
+                f"SELECT profile_id, {len(selects)}::UTINYINT AS __dsi, "
                 f"CAST(timestamp AS TIMESTAMPTZ) AS timestamp, CAST(event_type AS VARCHAR) AS event_type, "
                 f"{cols + ', ' if cols else ''}_batch_id, _row FROM ({sql})"
             )
+            names.append(lit(ds))
+            channels.append(f"CAST({lit(chan)} AS VARCHAR)")
         union = " UNION ALL ".join(f"({s})" for s in selects)
+        # the sort carries a dataset number, not the dataset's and channel's text
+        out_cols = ", ".join(
+            ["profile_id", f"[{', '.join(names)}][__dsi + 1] AS dataset"]
+            + [f"[{', '.join(channels)}][__dsi + 1] AS channel", "timestamp", "event_type"]
+            + [ident(n) for n in fields]
+            + ["_batch_id", "_row"]
+        )
         total = sum(
             int(eng.scalar(f"SELECT count(*) FROM {ident(view)}") or 0)
             for view in {view for _, _, view in parts}
@@ -319,8 +344,8 @@ class Profiles:
         f = self._ws.lake.new_file(uri)
         try:
             eng.execute(
-                f"COPY (SELECT * FROM ({union}) WHERE profile_id IS NOT NULL "
-                f"ORDER BY event_type, timestamp) TO {lit(f)} "
+                f"COPY (SELECT {out_cols} FROM (SELECT * FROM ({union}) WHERE profile_id IS NOT NULL "
+                f"ORDER BY event_type, timestamp)) TO {lit(f)} "
                 f"(FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE {EVENT_ROW_GROUP})"
             )
             self._ws.lake.overwrite_files(uri, [f], {"build_id": build_id})
@@ -418,10 +443,6 @@ class Profiles:
             evs = self._event_details(t.to_pylist())
         memberships = self._ws.segments.memberships_of(profile_id)
         return Profile(profile_id, attributes, sources, idents, evs, memberships, name)
-
-
-def _one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def _duck_type_of(eng: Any, view: str, column: str) -> str:
