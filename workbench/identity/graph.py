@@ -480,26 +480,27 @@ class IdentityGraph:
             pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
         )
         values = ids.column("value")
-        out_links = pa.table(
-            {
-                "a_ns": names.take(a),
-                "a_value": values.take(a),
-                "b_ns": names.take(b),
-                "b_value": values.take(b),
-                "first_seen": links_k.column("first_seen"),
-                "last_seen": links_k.column("last_seen"),
-                "evidence": links_k.column("evidence"),
-                "dataset": pa.array(ds_names, pa.string()).take(links_k.column("ds")),
-                "status": link_status,
-                "reason": reasons,
-            }
-        )
+
+        def write_links() -> None:  # built on the writer thread: the gathers overlap too
+            out_links = pa.table(
+                {
+                    "a_ns": names.take(a),
+                    "a_value": values.take(a),
+                    "b_ns": names.take(b),
+                    "b_value": values.take(b),
+                    "first_seen": links_k.column("first_seen"),
+                    "last_seen": links_k.column("last_seen"),
+                    "evidence": links_k.column("evidence"),
+                    "dataset": pa.array(ds_names, pa.string()).take(links_k.column("ds")),
+                    "status": link_status,
+                    "reason": reasons,
+                }
+            )
+            self._write(LINKS, out_links, meta)
+
         meta = {"build_id": build_id}
         with ThreadPoolExecutor(2, thread_name_prefix="identity-write") as pool:  # both cores
-            done = [
-                pool.submit(self._write, IDENTITIES, final, meta),
-                pool.submit(self._write, LINKS, out_links, meta),
-            ]
+            done = [pool.submit(self._write, IDENTITIES, final, meta), pool.submit(write_links)]
             for f in done:
                 f.result()
         if merges.num_rows:
@@ -517,7 +518,7 @@ class IdentityGraph:
             build_id=build_id,
             mode="incremental" if incremental else "full",
             identities=final.num_rows,
-            links=out_links.num_rows,
+            links=nlinks,
             profiles=len(sizes),
             largest_profile=int(sizes.max()) if len(sizes) else 0,
             conflicting_components=res.conflicting_components,
