@@ -85,6 +85,9 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def artifacts() -> Iterator[Path]:
     """The artifact folder; load times are written there when the module's tests end."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for pattern in ("dashboard_*.png", "failed_*.html", "voila.log", "load_times.json"):
+        for old in ARTIFACTS.glob(pattern):  # a previous run's
+            old.unlink()
     yield ARTIFACTS
     medians = {k: round(statistics.median(v), 2) for k, v in LOAD_TIMES.items()}
     report = {"loads_s": LOAD_TIMES, "median_s": medians, "retries": RETRIES}
@@ -142,7 +145,7 @@ def voila(sample_workspace: Path, tmp: Path) -> Iterator[Voila]:
     v = Voila(f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_for_http(v.url + "/", proc, log, timeout=90)
-        # the first pools take 20-40 s on two cores (three kernels import and run at once)
+        # the first pools take 10-20 s on two cores (three kernels import and run at once)
         waited = wait_for_voila_pool(v.url, proc, log, len(DASHBOARDS) * POOL_SIZE, timeout=300)
         print(f"voila: kernel pools ready after {waited:.1f}s")
         yield v
