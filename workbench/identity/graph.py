@@ -435,7 +435,7 @@ class IdentityGraph:
 
         # stable profile ids: keep, merge (older survives), split (largest part keeps it)
         t = time.perf_counter()
-        prev_pid = self._previous_profile_ids(ids)
+        prev_pid = self._previous_profile_ids(ids, names)
         last = ws.catalog.last_build("identity")
         max_prev = (
             int(last.stats.get("max_profile_id", 0) or 0) if last else 0
@@ -645,11 +645,22 @@ class IdentityGraph:
         )
         return ids, links, a, b, inp
 
-    def _previous_profile_ids(self, ids: pa.Table) -> np.ndarray:
+    def _previous_profile_ids(self, ids: pa.Table, names: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """The profile id each identity (in id order) had in the stored graph, -1 if none."""
         prev = np.full(ids.num_rows, -1, dtype=np.int64)
         if not self.exists() or not ids.num_rows:
             return prev
+        # the stored table is one file in id order: when it holds exactly these identities
+        # (a rebuild, an update that added none), its profile ids line up, no join needed
+        snap = self._ws.lake.snapshot(self._path(IDENTITIES))
+        files = getattr(snap, "files", [])
+        if len(files) == 1 and snap.count_rows() == ids.num_rows:
+            old = snap.to_table(columns=["namespace", "value", "profile_id"])
+            same = old.column("value").equals(ids.column("value"))
+            if isinstance(names, pa.Array):
+                names = pa.chunked_array([names])
+            if same and old.column("namespace").equals(names):
+                return old.column("profile_id").to_numpy().astype(np.int64, copy=False)
         eng = self._ws.engine
         exact = pa.types.is_string(ids.schema.field("x").type)
         self._ws.lake.register(eng, "__prev", self._path(IDENTITIES))
