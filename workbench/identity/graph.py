@@ -276,11 +276,11 @@ class IdentityGraph:
                     f"FROM s{si} WHERE h{j} IS NOT NULL"
                 )
         ktype = "VARCHAR" if exact else "UBIGINT"
-        # two different values under one hash key: a second, independent hash of the value
-        # (shifted by a prefix byte) then differs within the group (string min/max would
-        # be exact, and cost a fifth of the query)
+        # two different identities under one hash key: a second, independent hash of the
+        # value (shifted by a prefix byte) or the namespace then differs within the group
+        # (string min/max would be exact, and cost a fifth of the query)
         check = "hash(chr(1) || v)"
-        clash = "false" if exact else f"min({check}) <> max({check})"
+        clash = "false" if exact else f"min({check}) <> max({check}) OR min(nsr) <> max(nsr)"
         ids = (
             "SELECT false AS is_link, h AS x, NULL::" + ktype + " AS y, any_value(nsr) AS nsr, "
             "any_value(v) AS value, min(ts) AS first_seen, max(ts) AS last_seen, count(*)::BIGINT AS evidence, "
@@ -562,7 +562,8 @@ class IdentityGraph:
                 ids = eng.query(
                     "SELECT x, any_value(nsr) AS nsr, min(value) AS value, min(first_seen) AS first_seen, "
                     "max(last_seen) AS last_seen, sum(evidence)::BIGINT AS evidence, "
-                    "bit_or(dataset_mask) AS dataset_mask, bool_or(clash) OR min(value) <> max(value) AS clash "
+                    "bit_or(dataset_mask) AS dataset_mask, "
+                    "bool_or(clash) OR min(value) <> max(value) OR min(nsr) <> max(nsr) AS clash "
                     "FROM (SELECT * FROM __old_i UNION ALL SELECT * FROM __new_i) GROUP BY x"
                 )
                 links = eng.query(
