@@ -36,6 +36,7 @@ and the checkpoint does not write them twice), and the changes to the Delta tabl
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import heapq
 import json
 import logging
@@ -238,6 +239,10 @@ class StreamEngine:
         self.state = OnlineState(ws, self.clock.now(), self.lookback)
         self.members: dict[str, set[int]] = {}
         self._recover()
+        # millions of long-lived objects (the index, the profiles): keep them out of the
+        # cyclic garbage collector's full passes, which would otherwise pause requests
+        gc.collect()
+        gc.freeze()
         log.info(
             "streaming engine ready in %.1fs: %d streaming segments, %d changes so far",
             time.perf_counter() - t0,
