@@ -399,6 +399,7 @@ class StreamEngine:
         finally:
             self.input_log.close()
             self.change_log.close()
+            gc.unfreeze()
 
     def subscribe(self, listener: Callable[[list[Change]], None]) -> None:
         """Call ``listener`` with each group of changes once they are durable."""
