@@ -1,6 +1,6 @@
 """The streaming service end to end over real HTTP on loopback.
 
-A sample brand is built with its web events up to ``T0`` (72 hours before the sample's
+A sample brand is built with its web events up to ``T0`` (7 days before the sample's
 ``as_of``) and the segment job run at ``T0``; the web events after ``T0`` are then replayed
 in time order through ``POST /v1/collect/web_events``. At the end the streaming
 memberships must equal what the batch job gives at the same ``as_of`` over the same data
@@ -35,7 +35,7 @@ from workbench.sample.brand import SAMPLE_DATASETS, register
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONS = 4000
-SPLIT = dt.timedelta(hours=72)
+SPLIT = dt.timedelta(days=7)
 
 
 # ---------------------------------------------------------------------- the brand
