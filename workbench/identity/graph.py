@@ -429,13 +429,31 @@ class IdentityGraph:
         names = pa.array(self._ns_rank(), pa.string()).take(ids.column("nsr"))
         named = pa.table({"namespace": names, "value": ids.column("value")})
         timings["index"] = time.perf_counter() - t
-        t = time.perf_counter()
-        res = cluster(inp, _Describe(named))  # type: ignore[arg-type]
-        timings["cluster"] = time.perf_counter() - t
+        # the previous profile ids are read and the links' ends gathered (Arrow, no GIL)
+        # while the clustering runs (Python, one core)
+        values = ids.column("value")
+
+        def link_ends() -> dict[str, Any]:
+            return {
+                "a_ns": names.take(a),
+                "a_value": values.take(a),
+                "b_ns": names.take(b),
+                "b_value": values.take(b),
+            }
+
+        with ThreadPoolExecutor(1, thread_name_prefix="identity-prev") as pool:
+            prev = pool.submit(self._previous_profile_ids, ids, names)
+            ends = pool.submit(link_ends)
+            t = time.perf_counter()
+            res = cluster(inp, _Describe(named))  # type: ignore[arg-type]
+            timings["cluster"] = time.perf_counter() - t
+            t = time.perf_counter()
+            prev_pid = prev.result()
+            link_cols = ends.result()
+            timings["previous_ids_wait"] = time.perf_counter() - t
 
         # stable profile ids: keep, merge (older survives), split (largest part keeps it)
         t = time.perf_counter()
-        prev_pid = self._previous_profile_ids(ids, names)
         last = ws.catalog.last_build("identity")
         max_prev = (
             int(last.stats.get("max_profile_id", 0) or 0) if last else 0
@@ -479,15 +497,11 @@ class IdentityGraph:
             pa.array(cut_mask),
             pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
         )
-        values = ids.column("value")
 
-        def write_links() -> None:  # built on the writer thread: the gathers overlap too
+        def write_links() -> None:  # built on the writer thread
             out_links = pa.table(
                 {
-                    "a_ns": names.take(a),
-                    "a_value": values.take(a),
-                    "b_ns": names.take(b),
-                    "b_value": values.take(b),
+                    **link_cols,
                     "first_seen": links_k.column("first_seen"),
                     "last_seen": links_k.column("last_seen"),
                     "evidence": links_k.column("evidence"),
@@ -614,23 +628,23 @@ class IdentityGraph:
                 "k", pa.array(np.arange(links.num_rows, dtype=np.int64))
             ),
         )
-        try:
+        try:  # both ends in one join (one hash table of the identities), paired up after
             with _unordered(eng):
-                pairs = eng.query(
-                    "SELECT l.k, least(p.iid, q.iid) AS a, greatest(p.iid, q.iid) AS b "
-                    "FROM __links0 l JOIN __ids1 p ON p.x = l.x JOIN __ids1 q ON q.x = l.y"
+                ends = eng.query(
+                    "SELECT l.k, l.side, p.iid FROM (SELECT k, 0::UTINYINT AS side, x AS key "
+                    "FROM __links0 UNION ALL SELECT k, 1::UTINYINT, y FROM __links0) l "
+                    "JOIN __ids1 p ON p.x = l.key"
                 )
         finally:
             eng.unregister("__ids1")
             eng.unregister("__links0")
-        k = pairs.column("k").to_numpy()
-        a = np.empty(links.num_rows, dtype=np.int64)
-        b = np.empty(links.num_rows, dtype=np.int64)
-        a[k] = pairs.column("a").to_numpy()
-        b[k] = pairs.column("b").to_numpy()
-        if len(k) < links.num_rows:  # an end in a namespace no longer in the catalog
-            keep = np.zeros(links.num_rows, dtype=bool)
-            keep[k] = True
+        pair = np.full((2, links.num_rows), -1, dtype=np.int64)
+        pair[ends.column("side").to_numpy(), ends.column("k").to_numpy()] = ends.column(
+            "iid"
+        ).to_numpy()
+        a, b = np.minimum(pair[0], pair[1]), np.maximum(pair[0], pair[1])
+        if ends.num_rows < 2 * links.num_rows:  # an end in a namespace no longer in the catalog
+            keep = a >= 0
             links, a, b = links.filter(pa.array(keep)), a[keep], b[keep]
         inp = ClusterInput(
             n=ids.num_rows,
