@@ -231,3 +231,23 @@ def s3_server() -> Iterator[S3Server]:
         yield s3
     finally:
         server.stop()
+
+
+def copy_workspace(src: Path, dst: Path) -> Path:
+    """Copy a closed workspace folder, pointing its catalog's dataset tables at the copy.
+
+    The catalog records each dataset's table and quarantine as absolute paths; a plain
+    copy would keep writing to the original's tables.
+    """
+    import shutil
+    import sqlite3
+
+    shutil.copytree(src, dst)
+    old, new = str(Path(src).resolve() / "lake"), str(Path(dst).resolve() / "lake")
+    with sqlite3.connect(dst / "catalog.db") as c:
+        c.execute(
+            "UPDATE datasets SET table_path = replace(table_path, ?, ?), "
+            "quarantine_path = replace(quarantine_path, ?, ?)",
+            (old, new, old, new),
+        )
+    return dst

@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.conftest import copy_workspace
 from tests.test_segments import _data
 from workbench.activation.streaming import (
     DELIVERY_HEADER,
@@ -172,7 +173,7 @@ def brand(base: tuple[Path, dict[str, int]], tmp_path: Path, monkeypatch: pytest
     from workbench import Workspace
 
     path, ids = base
-    shutil.copytree(path, tmp_path / "ws")
+    copy_workspace(path, tmp_path / "ws")
     monkeypatch.setenv(SECRET_ENV, SECRET)
     ws = Workspace.open(tmp_path / "ws")
     yield ws, ids

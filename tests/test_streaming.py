@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import copy_workspace
 from workbench import Workspace
 from workbench.sample import generate
 from workbench.sample.brand import SAMPLE_DATASETS, register
@@ -67,7 +67,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture
 def brand(built: dict[str, Any], tmp_path: Path) -> Iterator[Workspace]:
-    shutil.copytree(built["path"], tmp_path / "ws")
+    copy_workspace(built["path"], tmp_path / "ws")
     ws = Workspace.open(tmp_path / "ws")
     yield ws
     ws.close()
