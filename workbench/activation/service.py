@@ -121,13 +121,17 @@ class ActivationResult:
         return d
 
 
+#: Spellings of a consent attribute read as "yes" and as "no" (trimmed, lower-cased).
+CONSENT_YES = ("true", "y", "yes", "1", "opt-in", "in")
+CONSENT_NO = ("false", "n", "no", "0", "opt-out", "out")
+
+
 def consent_sql(column: str) -> str:
     """``y`` / ``n`` / ``unknown`` from a consent attribute (booleans, y/n, yes/no, 1/0)."""
     v = f"lower(trim(CAST({ident(column)} AS VARCHAR)))"
-    return (
-        f"CASE WHEN {v} IN ('true', 'y', 'yes', '1', 'opt-in', 'in') THEN 'y' "
-        f"WHEN {v} IN ('false', 'n', 'no', '0', 'opt-out', 'out') THEN 'n' ELSE 'unknown' END"
-    )
+    yes = ", ".join(lit(x) for x in CONSENT_YES)
+    no = ", ".join(lit(x) for x in CONSENT_NO)
+    return f"CASE WHEN {v} IN ({yes}) THEN 'y' WHEN {v} IN ({no}) THEN 'n' ELSE 'unknown' END"
 
 
 def _encode_sql(source: str, encoding: str) -> str:

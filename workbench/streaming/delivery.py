@@ -24,6 +24,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from workbench.activation.destinations import Destination
+from workbench.activation.service import CONSENT_NO, CONSENT_YES
 from workbench.activation.streaming import AudienceStream, EventStream, audience_identities
 from workbench.streaming.engine import Change
 
@@ -39,9 +40,9 @@ def consent_value(v: Any) -> str:
     if v is None:
         return "unknown"
     s = str(v).strip().lower()
-    if s in ("true", "y", "yes", "1", "opt-in", "in"):
+    if s in CONSENT_YES:
         return "y"
-    if s in ("false", "n", "no", "0", "opt-out", "out"):
+    if s in CONSENT_NO:
         return "n"
     return "unknown"
 

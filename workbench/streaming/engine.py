@@ -233,7 +233,7 @@ class StreamEngine:
         self._pending_lake: list[tuple[int, str, dict[str, Any]]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.counters = {"accepted": 0, "processed": 0, "changes": 0, "not_attributable": 0}
+        self.counters = {"accepted": 0, "processed": 0, "changes": 0}
         self.started = False
         t0 = time.perf_counter()
         self.state = OnlineState(ws, self.clock.now(), self.lookback)
@@ -515,8 +515,7 @@ class StreamEngine:
             return None, []
         ids = self.state.row_identities(plan, row)
         pid, retired = self.state.attach(plan, ids)
-        if pid is None:
-            self.counters["not_attributable"] += 1
+        if pid is None:  # counted in state.stats.not_attributable
             return None, retired
         if plan.cls is SchemaClass.PROFILE:
             self.state.apply_record(pid, plan, row)

@@ -199,7 +199,6 @@ class OnlineState:
                 strict=True,
             )
         )
-        self.max_batch_id = int(pids.max()) if len(pids) else 0
         log.info("identity index: %d identities of %d profiles", len(self.index), len(uniq))
 
     def _load_profiles(self) -> None:
