@@ -39,3 +39,44 @@ def test_split_largest_part_keeps_the_id_and_ids_are_never_reused() -> None:
 def test_tie_goes_to_the_smallest_label() -> None:
     r = assign_profile_ids(a([3, 8]), a([5, 5]), max_prev=5)
     assert r.profile_id.tolist() == [5, 6]
+
+
+def _rules(labels: list[int], prev: list[int], max_prev: int) -> tuple[list[int], dict[int, int]]:
+    """The module's rules in plain Python, one identity at a time (the reference)."""
+    from collections import Counter
+
+    members: dict[int, list[int]] = {}
+    for i, lab in enumerate(labels):
+        members.setdefault(lab, []).append(i)
+    holders: dict[int, Counter[int]] = {}
+    for i, p in enumerate(prev):
+        if p >= 0:
+            holders.setdefault(p, Counter())[labels[i]] += 1
+    claims: dict[int, list[int]] = {}
+    for p, c in holders.items():  # most identities, ties: smallest label
+        best = min(c, key=lambda lab: (-c[lab], lab))
+        claims.setdefault(best, []).append(p)
+    pid = {lab: min(ps) for lab, ps in claims.items()}
+    retired = {p: pid[lab] for lab, ps in claims.items() for p in ps if p != pid[lab]}
+    nxt = max([max_prev, *prev, 0]) + 1
+    for lab in sorted(members, key=lambda lab: members[lab][0]):
+        if lab not in pid:
+            pid[lab], nxt = nxt, nxt + 1
+    return [pid[lab] for lab in labels], retired
+
+
+def test_random_cases_follow_the_rules() -> None:
+    """The linear-time common case and the counting of contested ids together give what the
+    rules say, on random merges, splits and moves."""
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        n = int(rng.integers(0, 40))
+        labels = rng.integers(0, n // 2 + 1, n) * int(rng.integers(1, 4))
+        prev = rng.integers(-1, n // 3 + 2, n)
+        if rng.random() < 0.3:  # mostly unchanged: the common case
+            prev = np.where(rng.random(n) < 0.9, labels + 1, prev)
+        max_prev = int(rng.integers(0, 50))
+        r = assign_profile_ids(labels, prev, max_prev)
+        want, retired = _rules(labels.tolist(), prev.tolist(), max_prev)
+        assert r.profile_id.tolist() == want, (labels, prev)
+        assert dict(zip(r.retired.tolist(), r.survivor.tolist(), strict=True)) == retired

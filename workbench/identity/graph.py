@@ -239,57 +239,68 @@ class IdentityGraph:
     ) -> str:
         """One query over every source: identities and links, aggregated on integer keys.
 
-        Each dataset is read once (a materialized CTE): per row, its identity fields minus
-        blocked values, each with its key (``hash(namespace, value)``, or the exact
-        ``namespace || chr(1) || value`` when ``exact``). A row links each identity to its
-        highest-priority identity (a star: the same connectivity as every pair, fewer
-        links). One ``GROUP BY`` over every (dataset, field) gives the identities (first and
-        last seen, evidence, dataset bits, the value), one over every link gives the links
-        (an unordered pair of keys, first/last seen, evidence, dataset index of the latest
-        evidence). The result is the identities (``is_link`` false) then the links.
+        Each dataset is read once and first grouped on its raw identity fields (events
+        repeat the same identities: 11.6 M rows are 4.1 M distinct tuples at 1M persons),
+        with first/last time and row count (a materialized CTE). Per tuple: its identity
+        fields minus blocked values, each with its key (``hash(namespace, value)``, or the
+        exact ``namespace || chr(1) || value`` when ``exact``). A row links each identity
+        to its highest-priority identity (a star: the same connectivity as every pair,
+        fewer links). One ``GROUP BY`` over every (dataset, field) gives the identities
+        (first and last seen, evidence = rows, dataset bits, the value), one over every link
+        gives the links (an unordered pair of keys, first/last seen, evidence, dataset index
+        of the latest evidence). The result is the identities (``is_link`` false) then the
+        links.
         """
         nsr = {n: i for i, n in enumerate(self._ns_rank())}
         bits = self._dataset_bits()
         ctes, parts_i, parts_l = [], [], []
         for si, (name, view, fields, tcol, where) in enumerate(sources):
+            raw = ", ".join(
+                f"CAST({ident(f)} AS VARCHAR) AS r{k}" for k, (f, _) in enumerate(fields)
+            )
+            grp = ", ".join(f"r{k}" for k in range(len(fields)))
+            tuples = (
+                f"SELECT {grp}, min(ts) AS f, max(ts) AS l, count(*) AS n FROM (SELECT "
+                f"CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, {raw} FROM {view} {where}) GROUP BY {grp}"
+            )
             cleaned = ", ".join(
-                f"CASE WHEN {self._blocked_sql(lit(ns.name), f'CAST({ident(f)} AS VARCHAR)')} "
-                f"THEN NULL ELSE CAST({ident(f)} AS VARCHAR) END AS i{k}"
-                for k, (f, ns) in enumerate(fields)
+                f"CASE WHEN {self._blocked_sql(lit(ns.name), f'r{k}')} THEN NULL ELSE r{k} END AS i{k}"
+                for k, (_, ns) in enumerate(fields)
             )
             keys = ", ".join(
                 f"CASE WHEN i{k} IS NOT NULL THEN {_key_sql(lit(ns.name), f'i{k}', exact)} END AS h{k}"
                 for k, (_, ns) in enumerate(fields)
             )
-            base = f"SELECT CAST({ident(tcol)} AS TIMESTAMPTZ) AS ts, {cleaned} FROM {view} {where}"
-            ctes.append(f"s{si} AS MATERIALIZED (SELECT *, {keys} FROM ({base}))")
+            ctes.append(
+                f"s{si} AS MATERIALIZED (SELECT *, {keys} FROM (SELECT f, l, n, {cleaned} FROM ({tuples})))"
+            )
             ds = ds_names.index(name)
             for k, (_, ns) in enumerate(fields):
                 parts_i.append(
-                    f"SELECT h{k} AS h, {nsr[ns.name]}::SMALLINT AS nsr, i{k} AS v, ts, "
+                    f"SELECT h{k} AS h, {nsr[ns.name]}::SMALLINT AS nsr, i{k} AS v, f, l, n, "
                     f"{bits[name]}::BIGINT AS m FROM s{si} WHERE h{k} IS NOT NULL"
                 )
             for j in range(1, len(fields)):
                 anchor = f"COALESCE({', '.join(f'h{k}' for k in range(j))})"
                 parts_l.append(
-                    f"SELECT {anchor} AS ha, h{j} AS hb, ts, {ds}::SMALLINT AS ds "
+                    f"SELECT {anchor} AS ha, h{j} AS hb, f, l, n, {ds}::SMALLINT AS ds "
                     f"FROM s{si} WHERE h{j} IS NOT NULL"
                 )
         ktype = "VARCHAR" if exact else "UBIGINT"
         # two different identities under one hash key: a second, independent hash of the
-        # value (shifted by a prefix byte) or the namespace then differs within the group
+        # value (shifted by a prefix byte) and the namespace then differs within the group
         # (string min/max would be exact, and cost a fifth of the query)
-        check = "hash(chr(1) || v)"
-        clash = "false" if exact else f"min({check}) <> max({check}) OR min(nsr) <> max(nsr)"
+        check = "hash(chr(1) || v, nsr)"
+        clash = "false" if exact else f"min({check}) <> max({check})"
         ids = (
             "SELECT false AS is_link, h AS x, NULL::" + ktype + " AS y, any_value(nsr) AS nsr, "
-            "any_value(v) AS value, min(ts) AS first_seen, max(ts) AS last_seen, count(*)::BIGINT AS evidence, "
+            "any_value(v) AS value, min(f) AS first_seen, max(l) AS last_seen, sum(n)::BIGINT AS evidence, "
             f"bit_or(m) AS dataset_mask, NULL::SMALLINT AS ds, {clash} AS clash "
             f"FROM ({' UNION ALL '.join(parts_i)}) GROUP BY h"
         )
         links = (
-            "SELECT true, least(ha, hb), greatest(ha, hb), NULL, NULL, min(ts), max(ts), "
-            "count(*)::BIGINT, NULL, arg_max(ds, ts), false "
+            "SELECT true, least(ha, hb), greatest(ha, hb), NULL, NULL, min(f), max(l), "
+            "sum(n)::BIGINT, NULL, arg_max(ds, l), false "
             f"FROM ({' UNION ALL '.join(parts_l)}) WHERE ha IS NOT NULL AND ha <> hb GROUP BY 2, 3"
             if parts_l
             else None
@@ -423,7 +434,7 @@ class IdentityGraph:
         assert got is not None
         ids_k, links_k, rows, mark = got
 
-        # dense integer ids (ordered by namespace and value: deterministic), links as pairs
+        # dense integer ids (ordered by namespace and key: deterministic), links as pairs
         t = time.perf_counter()
         ids, links_k, a, b, inp = self._index(ids_k, links_k)
         names = pa.array(self._ns_rank(), pa.string()).take(ids.column("nsr"))
@@ -598,9 +609,13 @@ class IdentityGraph:
     def _index(
         self, ids: pa.Table, links: pa.Table
     ) -> tuple[pa.Table, pa.Table, np.ndarray, np.ndarray, ClusterInput]:
-        """Dense integer ids (ordered by namespace and value: deterministic), each link as a
-        pair of them (the smaller first: the link's ends in (namespace, value) order), and
-        the arrays the clustering takes.
+        """Dense integer ids, each link as a pair of them (the smaller first), and the arrays
+        the clustering takes.
+
+        Ids are ordered by namespace, then by the 64-bit key ``hash(namespace, value)``
+        (then the value, which only matters on the exact-key rerun after a collision): a
+        deterministic order that does not depend on how the build ran, and an integer sort
+        (half the time of sorting the values themselves at 1M persons).
 
         ``ids``: key ``x``, namespace rank ``nsr``, ``value``, first/last seen, evidence,
         dataset mask; ``links``: keys ``x``, ``y``, first/last seen, evidence, ``ds``.
@@ -612,11 +627,14 @@ class IdentityGraph:
         nss = ws.catalog.namespaces()
         rank = self._ns_rank()
         ns_idx_of_rank = np.array([[n.name for n in nss].index(r) for r in rank], dtype=np.int32)
+        exact = pa.types.is_string(ids.schema.field("x").type)
+        names = "[" + ", ".join(lit(n) for n in rank) + "]"
+        order = f"nsr, hash({names}[nsr + 1], value), value" if exact else "nsr, x"
         eng.register("__ids0", ids)
         try:
             ids = eng.query(
                 "SELECT x, nsr, value, first_seen, last_seen, evidence, dataset_mask "
-                "FROM __ids0 ORDER BY nsr, value"
+                f"FROM __ids0 ORDER BY {order}"
             )
         finally:
             eng.unregister("__ids0")
