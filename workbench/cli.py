@@ -1602,8 +1602,16 @@ def dashboard(dashboard_dir: Path, port: int, voila_args: tuple[str, ...], works
     help="'event': now is the latest event time seen (replaying history), from --as-of.",
 )
 @click.option("--as-of", default=None, help="Start time of an event clock (ISO 8601).")
-@click.option("--max-queue", default=20_000, show_default=True, type=int, help="Items waiting before 429.")
-@click.option("--commit-interval", default=5.0, show_default=True, type=float, help="Seconds between lake commits.")
+@click.option(
+    "--max-queue", default=20_000, show_default=True, type=int, help="Items waiting before 429."
+)
+@click.option(
+    "--commit-interval",
+    default=5.0,
+    show_default=True,
+    type=float,
+    help="Seconds between lake commits.",
+)
 @_workspace_option
 def serve(
     host: str,
