@@ -280,10 +280,14 @@ def test_profiles_and_event_history_match_a_reference(tmp_path, policy) -> None:
         for n in ("web_events", "pos_orders", "email_engagement")
     )
     assert st.events_not_attributable == total - len(want_events) > 0
-    # stored by event type, then time, in row groups of EVENT_ROW_GROUP rows
-    keys = [(r["event_type"], r["timestamp"]) for r in rows]
-    assert keys == sorted(keys)
+    # one file per event dataset, each stored by event type, then time, in row groups of
+    # EVENT_ROW_GROUP rows
+    assert len(hist.files) == 3
     for f in hist.files:
+        part = pq.read_table(f, columns=["dataset", "event_type", "timestamp"]).to_pylist()
+        assert len({r["dataset"] for r in part}) == 1
+        keys = [(r["event_type"], r["timestamp"]) for r in part]
+        assert keys == sorted(keys)
         md = pq.read_metadata(f)
         sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
         assert all(s == EVENT_ROW_GROUP for s in sizes[:-1]) and sizes[-1] <= EVENT_ROW_GROUP

@@ -437,97 +437,83 @@ class IdentityGraph:
         # dense integer ids (ordered by namespace and key: deterministic), links as pairs
         t = time.perf_counter()
         ids, links_k, a, b, inp = self._index(ids_k, links_k)
-        names = pa.array(self._ns_rank(), pa.string()).take(ids.column("nsr"))
+        rank_names = pa.array(self._ns_rank(), pa.string())
+        nsr = ids.column("nsr").to_numpy()
+        names = rank_names.take(nsr)
         named = pa.table({"namespace": names, "value": ids.column("value")})
         timings["index"] = time.perf_counter() - t
-        # the previous profile ids are read and the links' ends gathered (Arrow, no GIL)
-        # while the clustering runs (Python, one core)
         values = ids.column("value")
 
         def link_ends() -> dict[str, Any]:
+            # a namespace from the few names by rank: a small gather, not one over the
+            # identities' names
             return {
-                "a_ns": names.take(a),
+                "a_ns": rank_names.take(nsr[a]),
                 "a_value": values.take(a),
-                "b_ns": names.take(b),
+                "b_ns": rank_names.take(nsr[b]),
                 "b_value": values.take(b),
             }
 
-        with ThreadPoolExecutor(1, thread_name_prefix="identity-prev") as pool:
-            prev = pool.submit(self._previous_profile_ids, ids, names)
+        meta = {"build_id": build_id}
+        # while the clustering runs (Python, one core) a second thread gathers the links'
+        # ends and reads the previous profile ids (Arrow, no GIL); a third writes the
+        # links while the stable ids are assigned and the identities written
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="identity") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="identity-write") as writer,
+        ):
             ends = pool.submit(link_ends)
+            prev = pool.submit(self._previous_profile_ids, ids, nsr)
             t = time.perf_counter()
             res = cluster(inp, _Describe(named))  # type: ignore[arg-type]
             timings["cluster"] = time.perf_counter() - t
             t = time.perf_counter()
-            prev_pid = prev.result()
             link_cols = ends.result()
+            nlinks = len(a)
+            links_written = writer.submit(
+                lambda: self._write(
+                    LINKS, _links_table(link_cols, links_k, ds_names, res, nlinks), meta
+                )
+            )
+            prev_pid = prev.result()
             timings["previous_ids_wait"] = time.perf_counter() - t
 
-        # stable profile ids: keep, merge (older survives), split (largest part keeps it)
-        t = time.perf_counter()
-        last = ws.catalog.last_build("identity")
-        max_prev = (
-            int(last.stats.get("max_profile_id", 0) or 0) if last else 0
-        )  # ids are never reused
-        asg = assign_profile_ids(res.labels, prev_pid, max_prev)
-        dropped = np.zeros(ids.num_rows, dtype=bool)
-        dropped[res.dropped] = True
-        final = pa.table(
-            {
-                "namespace": names,
-                "value": ids.column("value"),
-                "profile_id": pa.array(asg.profile_id, pa.int64()),
-                "first_seen": ids.column("first_seen"),
-                "last_seen": ids.column("last_seen"),
-                "evidence": ids.column("evidence"),
-                "dataset_mask": ids.column("dataset_mask"),
-                "status": pc.if_else(pa.array(dropped), "dropped_by_cap", "active"),
-            }
-        )
-        merges = pa.table(
-            {
-                "retired_profile_id": pa.array(asg.retired, pa.int64()),
-                "profile_id": pa.array(asg.survivor, pa.int64()),
-            }
-        )
-        counts = {"new": asg.new, "split": asg.split}
-        timings["stable_ids"] = time.perf_counter() - t
-
-        # write: one new version of each table
-        t = time.perf_counter()
-        link_status = pa.DictionaryArray.from_arrays(
-            pa.array(res.link_status.astype(np.int32)),
-            pa.array(["kept", "cut_unique_namespace", "cut_cap"]),
-        ).cast(pa.string())
-        nlinks = len(a)
-        cut_idx = np.array(sorted(res.cut_reason), dtype=np.int64)
-        cut_mask = np.zeros(nlinks, dtype=bool)
-        cut_mask[cut_idx] = True
-        reasons = pc.replace_with_mask(
-            pa.nulls(nlinks, pa.string()),
-            pa.array(cut_mask),
-            pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
-        )
-
-        def write_links() -> None:  # built on the writer thread
-            out_links = pa.table(
+            # stable profile ids: keep, merge (older survives), split (largest part keeps it)
+            t = time.perf_counter()
+            last = ws.catalog.last_build("identity")
+            max_prev = (
+                int(last.stats.get("max_profile_id", 0) or 0) if last else 0
+            )  # ids are never reused
+            asg = assign_profile_ids(res.labels, prev_pid, max_prev)
+            status = np.zeros(ids.num_rows, dtype=np.int32)
+            status[res.dropped] = 1
+            final = pa.table(
                 {
-                    **link_cols,
-                    "first_seen": links_k.column("first_seen"),
-                    "last_seen": links_k.column("last_seen"),
-                    "evidence": links_k.column("evidence"),
-                    "dataset": pa.array(ds_names, pa.string()).take(links_k.column("ds")),
-                    "status": link_status,
-                    "reason": reasons,
+                    "namespace": names,
+                    "value": ids.column("value"),
+                    "profile_id": pa.array(asg.profile_id, pa.int64()),
+                    "first_seen": ids.column("first_seen"),
+                    "last_seen": ids.column("last_seen"),
+                    "evidence": ids.column("evidence"),
+                    "dataset_mask": ids.column("dataset_mask"),
+                    "status": pa.DictionaryArray.from_arrays(
+                        pa.array(status), pa.array(["active", "dropped_by_cap"])
+                    ).cast(pa.string()),
                 }
             )
-            self._write(LINKS, out_links, meta)
+            merges = pa.table(
+                {
+                    "retired_profile_id": pa.array(asg.retired, pa.int64()),
+                    "profile_id": pa.array(asg.survivor, pa.int64()),
+                }
+            )
+            counts = {"new": asg.new, "split": asg.split}
+            timings["stable_ids"] = time.perf_counter() - t
 
-        meta = {"build_id": build_id}
-        with ThreadPoolExecutor(2, thread_name_prefix="identity-write") as pool:  # both cores
-            done = [pool.submit(self._write, IDENTITIES, final, meta), pool.submit(write_links)]
-            for f in done:
-                f.result()
+            # write: one new version of each table
+            t = time.perf_counter()
+            self._write(IDENTITIES, final, meta)
+            links_written.result()
         if merges.num_rows:
             m = merges.append_column("build_id", pa.array([build_id] * merges.num_rows, pa.int64()))
             m = m.append_column(
@@ -678,8 +664,9 @@ class IdentityGraph:
         )
         return ids, links, a, b, inp
 
-    def _previous_profile_ids(self, ids: pa.Table, names: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The profile id each identity (in id order) had in the stored graph, -1 if none."""
+    def _previous_profile_ids(self, ids: pa.Table, nsr: np.ndarray) -> np.ndarray:
+        """The profile id each identity (in id order) had in the stored graph, -1 if none
+        (``nsr``: each identity's namespace rank)."""
         prev = np.full(ids.num_rows, -1, dtype=np.int64)
         if not self.exists() or not ids.num_rows:
             return prev
@@ -688,11 +675,23 @@ class IdentityGraph:
         snap = self._ws.lake.snapshot(self._path(IDENTITIES))
         files = getattr(snap, "files", [])
         if len(files) == 1 and snap.count_rows() == ids.num_rows:
-            old = snap.to_table(columns=["namespace", "value", "profile_id"])
-            same = old.column("value").equals(ids.column("value"))
-            if isinstance(names, pa.Array):
-                names = pa.chunked_array([names])
-            if same and old.column("namespace").equals(names):
+            old = pq.read_table(
+                files[0],
+                columns=["namespace", "value", "profile_id"],
+                read_dictionary=["namespace"],
+            )
+            # namespaces compared as ranks (the stored column is dictionary-encoded)
+            rank = {n: i for i, n in enumerate(self._ns_rank())}
+            got = []
+            for chunk in old.column("namespace").chunks:
+                if not isinstance(chunk, pa.DictionaryArray):
+                    chunk = chunk.dictionary_encode()
+                to_rank = np.array(
+                    [rank.get(n, -1) for n in chunk.dictionary.to_pylist()], np.int64
+                )
+                got.append(to_rank[chunk.indices.to_numpy(zero_copy_only=False)])
+            same_ns = np.array_equal(np.concatenate(got) if got else np.zeros(0), nsr)
+            if same_ns and old.column("value").equals(ids.column("value")):
                 return old.column("profile_id").to_numpy().astype(np.int64, copy=False)
         eng = self._ws.engine
         exact = pa.types.is_string(ids.schema.field("x").type)
@@ -1042,6 +1041,36 @@ def _key_sql(ns: str, value: str, exact: bool) -> str:
     """SQL of an identity's key: a 64-bit hash of namespace and value, or (``exact``) the
     text ``namespace || chr(1) || value``."""
     return f"({ns} || chr(1) || {value})" if exact else f"hash({ns}, {value})"
+
+
+def _links_table(
+    ends: dict[str, Any], links_k: pa.Table, ds_names: list[str], res: Any, nlinks: int
+) -> pa.Table:
+    """The links table: both ends, evidence, the dataset of the latest evidence, and what
+    the guardrails did (status, reason)."""
+    status = pa.DictionaryArray.from_arrays(
+        pa.array(res.link_status.astype(np.int32)),
+        pa.array(["kept", "cut_unique_namespace", "cut_cap"]),
+    ).cast(pa.string())
+    cut_idx = np.array(sorted(res.cut_reason), dtype=np.int64)
+    cut_mask = np.zeros(nlinks, dtype=bool)
+    cut_mask[cut_idx] = True
+    reasons = pc.replace_with_mask(
+        pa.nulls(nlinks, pa.string()),
+        pa.array(cut_mask),
+        pa.array([res.cut_reason[int(i)] for i in cut_idx], pa.string()),
+    )
+    return pa.table(
+        {
+            **ends,
+            "first_seen": links_k.column("first_seen"),
+            "last_seen": links_k.column("last_seen"),
+            "evidence": links_k.column("evidence"),
+            "dataset": pa.array(ds_names, pa.string()).take(links_k.column("ds")),
+            "status": status,
+            "reason": reasons,
+        }
+    )
 
 
 def _split_links(res: pa.Table) -> tuple[pa.Table, pa.Table]:
