@@ -323,6 +323,36 @@ def test_split_gives_the_smaller_part_a_new_id(ws: Workspace) -> None:
     assert st.split_profiles + st.new_profiles >= 1
 
 
+def test_rebuild_with_as_many_but_other_identities_keeps_ids(family: Workspace) -> None:
+    """A rebuild reads the previous ids by position only when the stored table holds the
+    same identities in the same order (its digest): one identity fewer and one more is
+    the same count, not the same table."""
+    before = {
+        (r["namespace"], r["value"]): r["profile_id"]
+        for r in family.identity.identities().to_pylist()
+    }
+    family.settings.blocked_identities = ["email:the.limas@example.net"]
+    family.ingest(
+        "crm_customers", crm([{"crm_id": "C9", "first_name": "Gus", "updated_at": ts(3)}])
+    )
+    st = family.identity.build(full=True)
+    after = {
+        (r["namespace"], r["value"]): r["profile_id"]
+        for r in family.identity.identities().to_pylist()
+    }
+    assert len(after) == len(before) == st.identities
+    assert set(before) - set(after) == {("email", "the.limas@example.net")}
+    assert set(after) - set(before) == {("crm_id", "C9")}
+    assert all(after[k] == before[k] for k in after if k in before)
+    assert after[("crm_id", "C9")] > max(before.values())
+    # and a rebuild of the same identities (the positional read) changes nothing
+    family.identity.build(full=True)
+    assert {
+        (r["namespace"], r["value"]): r["profile_id"]
+        for r in family.identity.identities().to_pylist()
+    } == after
+
+
 # ---------------------------------------------------------------------- key collisions
 def _force_collision(
     monkeypatch: pytest.MonkeyPatch, a: tuple[str, str], b: tuple[str, str]

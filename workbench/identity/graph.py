@@ -13,6 +13,7 @@ why) and ``identity/merges`` (retired profile id -> surviving id).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from workbench.errors import InputError, NotFoundError, WorkbenchError
 from workbench.identity.cluster import KIND_DROP_ORDER, ClusterInput, cluster
 from workbench.identity.stable import assign_profile_ids
+from workbench.lake.delta import META_PREFIX
 from workbench.lake.sql import ident, lit
 from workbench.schema.model import SchemaClass
 from workbench.schema.namespaces import Namespace
@@ -463,7 +465,8 @@ class IdentityGraph:
             ThreadPoolExecutor(1, thread_name_prefix="identity-write") as writer,
         ):
             ends = pool.submit(link_ends)
-            prev = pool.submit(self._previous_profile_ids, ids, nsr)
+            digest = pool.submit(_identities_digest, rank_names, nsr, values)
+            prev = pool.submit(lambda: self._previous_profile_ids(ids, digest.result()))
             t = time.perf_counter()
             res = cluster(inp, _Describe(named))  # type: ignore[arg-type]
             timings["cluster"] = time.perf_counter() - t
@@ -512,7 +515,7 @@ class IdentityGraph:
 
             # write: one new version of each table
             t = time.perf_counter()
-            self._write(IDENTITIES, final, meta)
+            self._write(IDENTITIES, final, {**meta, "identities_digest": digest.result()})
             links_written.result()
         if merges.num_rows:
             m = merges.append_column("build_id", pa.array([build_id] * merges.num_rows, pa.int64()))
@@ -664,34 +667,22 @@ class IdentityGraph:
         )
         return ids, links, a, b, inp
 
-    def _previous_profile_ids(self, ids: pa.Table, nsr: np.ndarray) -> np.ndarray:
+    def _previous_profile_ids(self, ids: pa.Table, digest: str) -> np.ndarray:
         """The profile id each identity (in id order) had in the stored graph, -1 if none
-        (``nsr``: each identity's namespace rank)."""
+        (``digest``: :func:`_identities_digest` of ``ids``)."""
         prev = np.full(ids.num_rows, -1, dtype=np.int64)
         if not self.exists() or not ids.num_rows:
             return prev
         # the stored table is one file in id order: when it holds exactly these identities
-        # (a rebuild, an update that added none), its profile ids line up, no join needed
-        snap = self._ws.lake.snapshot(self._path(IDENTITIES))
+        # (a rebuild, an update that added none: its commit carries the same digest), its
+        # profile ids line up, and only they are read
+        uri = self._path(IDENTITIES)
+        snap = self._ws.lake.snapshot(uri)
         files = getattr(snap, "files", [])
         if len(files) == 1 and snap.count_rows() == ids.num_rows:
-            old = pq.read_table(
-                files[0],
-                columns=["namespace", "value", "profile_id"],
-                read_dictionary=["namespace"],
-            )
-            # namespaces compared as ranks (the stored column is dictionary-encoded)
-            rank = {n: i for i, n in enumerate(self._ns_rank())}
-            got = []
-            for chunk in old.column("namespace").chunks:
-                if not isinstance(chunk, pa.DictionaryArray):
-                    chunk = chunk.dictionary_encode()
-                to_rank = np.array(
-                    [rank.get(n, -1) for n in chunk.dictionary.to_pylist()], np.int64
-                )
-                got.append(to_rank[chunk.indices.to_numpy(zero_copy_only=False)])
-            same_ns = np.array_equal(np.concatenate(got) if got else np.zeros(0), nsr)
-            if same_ns and old.column("value").equals(ids.column("value")):
+            last = self._ws.lake.table(uri).history(1)
+            if last and last[0].get(f"{META_PREFIX}identities_digest") == digest:
+                old = pq.read_table(files[0], columns=["profile_id"])
                 return old.column("profile_id").to_numpy().astype(np.int64, copy=False)
         eng = self._ws.engine
         exact = pa.types.is_string(ids.schema.field("x").type)
@@ -1041,6 +1032,25 @@ def _key_sql(ns: str, value: str, exact: bool) -> str:
     """SQL of an identity's key: a 64-bit hash of namespace and value, or (``exact``) the
     text ``namespace || chr(1) || value``."""
     return f"({ns} || chr(1) || {value})" if exact else f"hash({ns}, {value})"
+
+
+def _identities_digest(
+    rank_names: pa.Array, nsr: np.ndarray, values: pa.ChunkedArray | pa.Array
+) -> str:
+    """A digest of the identities in id order (namespace and value of each): two builds
+    with the same digest hold the same identities in the same order (BLAKE2b: a
+    cryptographic hash, unlike the 64-bit keys)."""
+    h = hashlib.blake2b(digest_size=20)
+    h.update("\x1f".join(rank_names.to_pylist()).encode())
+    h.update(np.ascontiguousarray(nsr, dtype=np.int16).tobytes())
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if len(arr):
+        wide = pa.types.is_large_string(arr.type)
+        off = np.frombuffer(arr.buffers()[1], dtype=np.int64 if wide else np.int32)
+        off = off[arr.offset : arr.offset + len(arr) + 1].astype(np.int64)
+        h.update((off - off[0]).tobytes())
+        h.update(memoryview(arr.buffers()[2])[int(off[0]) : int(off[-1])])
+    return h.hexdigest()
 
 
 def _links_table(
