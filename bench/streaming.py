@@ -21,7 +21,6 @@ import logging
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -52,15 +51,7 @@ def _snapshot(src: Path, dst: Path) -> None:
     # Delta logs and checkpoints are new files per commit: linking is safe; the catalog is not
     for f in ("catalog.db", "workbench.yaml"):
         shutil.copy2(src / f, dst / f)
-    # the catalog holds the datasets' tables as absolute paths: point them at the copy, or
-    # what the service commits would land in the original workspace
-    old, new = str(src.resolve() / "lake"), str(dst.resolve() / "lake")
-    with sqlite3.connect(dst / "catalog.db") as c:
-        c.execute(
-            "UPDATE datasets SET table_path = replace(table_path, ?, ?), "
-            "quarantine_path = replace(quarantine_path, ?, ?)",
-            (old, new, old, new),
-        )
+    # (the catalog keeps dataset tables relative to the lake: the copy writes its own)
     for d in ("exports", "runs"):
         (dst / d).mkdir(exist_ok=True)
 

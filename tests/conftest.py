@@ -234,20 +234,9 @@ def s3_server() -> Iterator[S3Server]:
 
 
 def copy_workspace(src: Path, dst: Path) -> Path:
-    """Copy a closed workspace folder, pointing its catalog's dataset tables at the copy.
-
-    The catalog records each dataset's table and quarantine as absolute paths; a plain
-    copy would keep writing to the original's tables.
-    """
+    """Copy a closed workspace folder (a plain copy: the catalog keeps dataset tables
+    relative to the workspace's lake, so the copy reads and writes its own)."""
     import shutil
-    import sqlite3
 
     shutil.copytree(src, dst)
-    old, new = str(Path(src).resolve() / "lake"), str(Path(dst).resolve() / "lake")
-    with sqlite3.connect(dst / "catalog.db") as c:
-        c.execute(
-            "UPDATE datasets SET table_path = replace(table_path, ?, ?), "
-            "quarantine_path = replace(quarantine_path, ?, ?)",
-            (old, new, old, new),
-        )
     return dst

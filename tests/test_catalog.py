@@ -159,3 +159,48 @@ def test_settings_round_trip_and_validation() -> None:
         WorkspaceSettings.from_dict({"error_threshold": 2, "default_region": "USA", "colour": 1})
     paths = {p.path for p in ei.value.problems}
     assert paths == {"error_threshold", "default_region", "colour"}
+
+
+def test_copied_or_moved_workspace_uses_its_own_tables(tmp_path: Path) -> None:
+    """Dataset tables are kept relative to the lake: a copy writes to its own tables, and a
+    catalog written with absolute paths (older versions) still finds this workspace's."""
+    import shutil
+    import sqlite3
+
+    import pandas as pd
+
+    src = Workspace.create(tmp_path / "a")
+    register(src)
+    rows = pd.DataFrame(
+        {"crm_id": ["C1"], "email": ["ana@example.com"], "updated_at": ["2026-11-01T00:00:00Z"]}
+    )
+    src.ingest("crm_customers", rows)
+    src.close()
+    with sqlite3.connect(tmp_path / "a" / "catalog.db") as c:
+        stored = dict(c.execute("SELECT name, table_path FROM datasets").fetchall())
+    assert stored["crm_customers"] == "datasets/crm_customers"
+
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    copy = Workspace.open(tmp_path / "b")
+    assert copy.datasets.get("crm_customers").table_path == str(
+        (tmp_path / "b").resolve() / "lake" / "datasets" / "crm_customers"
+    )
+    copy.ingest("crm_customers", rows.assign(crm_id=["C2"]))
+    assert copy.datasets.count("crm_customers") == 2
+    copy.close()
+    original = Workspace.open(tmp_path / "a")
+    assert original.datasets.count("crm_customers") == 1
+    original.close()
+
+    # an older catalog: absolute paths recorded where the workspace was before a move
+    with sqlite3.connect(tmp_path / "b" / "catalog.db") as c:
+        c.execute(
+            "UPDATE datasets SET table_path = '/old/place/lake/datasets/' || name, "
+            "quarantine_path = '/old/place/lake/quarantine/' || name"
+        )
+    moved = Workspace.open(tmp_path / "b")
+    assert moved.datasets.count("crm_customers") == 2
+    assert moved.datasets.get("crm_customers").quarantine_path.startswith(
+        str((tmp_path / "b").resolve())
+    )
+    moved.close()

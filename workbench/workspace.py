@@ -89,7 +89,7 @@ class Workspace:
         p.mkdir(parents=True, exist_ok=True)
         for sub in ("lake", "runs", "exports"):
             (p / sub).mkdir(exist_ok=True)
-        catalog = Catalog(s.resolved_catalog_url(p))
+        catalog = Catalog(s.resolved_catalog_url(p), lake_root=p / "lake")
         catalog.initialize()
         s.save(p)
         log.info("created workspace %s (catalog: %s)", p, catalog.backend)
@@ -100,7 +100,7 @@ class Workspace:
         """Open an existing workspace."""
         p = Path(path).expanduser().resolve()
         s = WorkspaceSettings.load(p)
-        catalog = Catalog(s.resolved_catalog_url(p))
+        catalog = Catalog(s.resolved_catalog_url(p), lake_root=p / "lake")
         catalog.initialize()  # idempotent: creates tables added by newer versions
         catalog.check()
         return cls(p, s, catalog)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, select
@@ -261,13 +263,43 @@ def _segment_run_info(r: SegmentRunRow) -> SegmentRunInfo:
     )
 
 
-def _dataset_info(r: DatasetRow) -> DatasetInfo:
+#: The workspace lake's folders that hold dataset tables and their quarantines.
+_LAKE_PARTS = ("datasets", "quarantine")
+
+
+def _stored_path(path: str, root: Path | None) -> str:
+    """A dataset location as the catalog keeps it: relative to the lake root when inside
+    it, so a copied or moved workspace reads and writes its own tables."""
+    if root is not None and os.path.isabs(path):
+        rel = os.path.relpath(path, root)
+        if not rel.startswith(".."):
+            return Path(rel).as_posix()
+    return path
+
+
+def _resolved_path(path: str, root: Path | None) -> str:
+    """A stored dataset location made absolute against this workspace's lake root.
+
+    Catalogs written before locations were relative hold absolute paths; one of the
+    form ``…/lake/datasets/<name>`` (or ``quarantine``) is this workspace's own table,
+    wherever the folder was when it was recorded (a copied or moved workspace)."""
+    if root is None:
+        return path
+    if not os.path.isabs(path):
+        return str(root / path)
+    parts = Path(path).parts
+    if len(parts) >= 3 and parts[-3] == "lake" and parts[-2] in _LAKE_PARTS:
+        return str(root / parts[-2] / parts[-1])
+    return path
+
+
+def _dataset_info(r: DatasetRow, root: Path | None = None) -> DatasetInfo:
     return DatasetInfo(
         name=r.name,
         schema_name=r.schema_name,
         profile_enabled=r.profile_enabled,
-        table_path=r.table_path,
-        quarantine_path=r.quarantine_path,
+        table_path=_resolved_path(r.table_path, root),
+        quarantine_path=_resolved_path(r.quarantine_path, root),
         description=r.description,
         error_threshold=r.error_threshold,
         created_at=r.created_at,
@@ -308,8 +340,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Catalog:
     """Transactional metadata: namespaces, schemas, datasets, batches, table versions."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, lake_root: str | Path | None = None) -> None:
         self.url = url
+        #: the workspace's lake: dataset locations are stored relative to it
+        self.lake_root = Path(lake_root).resolve() if lake_root is not None else None
         try:
             self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         except Exception as e:  # bad URL, missing driver
@@ -475,14 +509,14 @@ class Catalog:
                 name=info.name,
                 schema_name=info.schema_name,
                 profile_enabled=info.profile_enabled,
-                table_path=info.table_path,
-                quarantine_path=info.quarantine_path,
+                table_path=_stored_path(info.table_path, self.lake_root),
+                quarantine_path=_stored_path(info.quarantine_path, self.lake_root),
                 description=info.description,
                 error_threshold=info.error_threshold,
                 created_at=info.created_at,
             )
             s.add(row)
-            return _dataset_info(row)
+            return _dataset_info(row, self.lake_root)
 
     def get_dataset(self, name: str) -> DatasetInfo:
         """A dataset by name."""
@@ -490,13 +524,14 @@ class Catalog:
             row = s.get(DatasetRow, name)
             if row is None:
                 raise NotFoundError(f"no dataset named {name!r}")
-            return _dataset_info(row)
+            return _dataset_info(row, self.lake_root)
 
     def list_datasets(self) -> list[DatasetInfo]:
         """Every dataset, by name."""
         with self.session() as s:
             return [
-                _dataset_info(r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))
+                _dataset_info(r, self.lake_root)
+                for r in s.scalars(select(DatasetRow).order_by(DatasetRow.name))
             ]
 
     # ------------------------------------------------------------------ batches
