@@ -207,18 +207,37 @@ def test_date_functions_around_leap_days_match_engine(
             check_same(env, rows, parse({"name": CASE, "rule": r}), as_of)
 
 
-def test_mixed_date_and_instant_bounds_follow_engine(env: prop.Env, rows: Rows) -> None:
-    """A timestamp attribute between a calendar date and an instant: the engine compares
-    the instant with the date's UTC midnight (the oracle would compare the UTC day)."""
-    stamps = [p["first_seen"] for p in rows.profiles if p["first_seen"] is not None]
-    day = stamps[0].date()
-    for value in (
-        [f"{(day - 3 * D).isoformat()}T00:00:00Z", day.isoformat()],
-        ["3000d ago", day.isoformat()],
-        [day.isoformat(), f"{(day + 3 * D).isoformat()}T12:00:00Z"],
+def test_mixed_days_and_instants_compare_each_at_its_grain(env: prop.Env, rows: Rows) -> None:
+    """A timestamp attribute against calendar days and instants together: a day compares
+    the field's UTC day, an instant the instant (``between`` an instant and a day runs
+    through the end of that day). The engine, this evaluator and the oracle agree."""
+    stamps = sorted(p["first_seen"] for p in rows.profiles if p["first_seen"] is not None)
+    late = next(t for t in stamps if t.hour >= 1)  # after its UTC midnight
+    day = late.date()
+    instant = f"{late.isoformat()}"
+    for op, value in (
+        ("between", [f"{(day - 3 * D).isoformat()}T00:00:00Z", day.isoformat()]),
+        ("between", ["3000d ago", day.isoformat()]),
+        ("between", [day.isoformat(), f"{(day + 3 * D).isoformat()}T12:00:00Z"]),
+        ("in", [day.isoformat(), instant]),
+        ("not_in", [(day - D).isoformat(), instant]),
     ):
-        rule = {"attribute": "first_seen", "op": "between", "value": value}
-        check_same(env, rows, parse({"name": CASE, "rule": rule}), AS_OF)
+        defn = parse({"name": CASE, "rule": {"attribute": "first_seen", "op": op, "value": value}})
+        check_same(env, rows, defn, AS_OF)
+        prop.check_same(env, defn, AS_OF)
+    # the profile seen later on the upper bound's day is in (not cut at that day's midnight)
+    defn = parse(
+        {
+            "name": CASE,
+            "rule": {
+                "attribute": "first_seen",
+                "op": "between",
+                "value": ["3000d ago", day.isoformat()],
+            },
+        }
+    )
+    who = {p["profile_id"] for p in rows.profiles if p["first_seen"] == late}
+    assert who <= prop.engine_members(env.ws, defn, AS_OF)[1]
 
 
 # ---------------------------------------------------------------------------- next_change

@@ -105,6 +105,35 @@ def _holds(x: float, op: str, value: Any) -> bool:
     )
 
 
+def _mixed_grain(c: exp.Expression, op: str, vals: list[Any], day: list[bool]) -> exp.Expression:
+    """A timestamp field against calendar days and instants together (``between``, ``in``,
+    ``not_in``): days compare the field's UTC day, instants the field itself."""
+    as_day = exp.Cast(this=c, to=exp.DataType.build("DATE"))
+    cols = [as_day if d else c for d in day]
+    if op == "between":
+        e: exp.Expression = exp.And(
+            this=exp.GTE(this=cols[0], expression=lit(vals[0])),
+            expression=exp.LTE(this=cols[1], expression=lit(vals[1])),
+        )
+    elif op in ("in", "not_in"):
+        e = exp.Or(
+            this=exp.In(
+                this=as_day, expressions=[lit(v) for v, d in zip(vals, day, strict=True) if d]
+            ),
+            expression=exp.In(
+                this=c, expressions=[lit(v) for v, d in zip(vals, day, strict=True) if not d]
+            ),
+        )
+        if op == "not_in":
+            e = exp.And(
+                this=exp.Not(this=exp.Is(this=c, expression=exp.Null())),
+                expression=exp.Not(this=exp.paren(e)),
+            )
+    else:  # pragma: no cover - one value cannot mix
+        raise ValueError(op)
+    return _coalesce_false(e)
+
+
 def _coalesce_false(e: exp.Expression) -> exp.Expression:
     return exp.Coalesce(this=exp.paren(e), expressions=[FALSE])
 
@@ -259,11 +288,15 @@ class Compiler:
             vals = [
                 self._date_value(v, kind) for v in (value if isinstance(value, tuple) else (value,))
             ]
-            # a calendar date against a timestamp field compares the field's (UTC) day
-            if kind == "timestamp" and all(
-                isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in vals
-            ):
-                c = exp.Cast(this=c, to=exp.DataType.build("DATE"))
+            # a calendar date against a timestamp field compares the field's (UTC) day, an
+            # instant the instant: each value at its own grain (`between` an instant and
+            # a day runs through the end of that day)
+            if kind == "timestamp":
+                day = [isinstance(v, dt.date) and not isinstance(v, dt.datetime) for v in vals]
+                if all(day):
+                    c = exp.Cast(this=c, to=exp.DataType.build("DATE"))
+                elif any(day):
+                    return _mixed_grain(c, op, vals, day)
             value = tuple(vals) if isinstance(value, tuple) else vals[0]
         if ci:
             c = exp.Lower(this=c)

@@ -269,8 +269,8 @@ def _date_operands(kind: str, value: Any) -> list[_Operand]:
     """The operands of a date or timestamp comparison, as the compiler forms them.
 
     A date field compares calendar days with calendar-day values and instants (its UTC
-    midnight) with instant values. A timestamp field compares its UTC day when every value
-    is a calendar day, and instants otherwise (a calendar day then meaning its UTC midnight).
+    midnight) with instant values. A timestamp field compares its UTC day with calendar-day
+    values and itself with instants: each value at its own grain.
     """
     out: list[_Operand] = []
     for v in _values(value):
@@ -280,11 +280,6 @@ def _date_operands(kind: str, value: Any) -> list[_Operand]:
             continue
         c = _parse_date_value(v)
         out.append((isinstance(c, dt.datetime), c, None))
-    if kind == "timestamp" and any(inst for inst, _, _ in out):
-        out = [
-            (True, c if (c is None or isinstance(c, dt.datetime)) else _midnight(c), rel)
-            for _, c, rel in out
-        ]
     return out
 
 
