@@ -744,31 +744,23 @@ class IdentityGraph:
     def lookup(self, identity: str) -> int | None:
         """The profile id of an identity (``ns:value``), or None when unknown."""
         ns, value = self.normalize(identity)
-        ds = self._ws.lake.snapshot(self._path(IDENTITIES)) if self.exists() else None
-        if ds is None:
+        if not self.exists():
             raise NotFoundError("no identity graph yet: run workbench identity build")
-        import pyarrow.dataset as pads
-
-        t = ds.to_table(
-            filter=(pads.field("namespace") == ns) & (pads.field("value") == value),
-            columns=["profile_id"],
+        t = self._ws.lake.query(
+            self._ws.engine,
+            self._path(IDENTITIES),
+            f"SELECT profile_id FROM {{t}} WHERE namespace = {lit(ns)} AND value = {lit(value)}",
         )
         return t.column("profile_id")[0].as_py() if t.num_rows else None
 
     def members(self, profile_id: int) -> pa.Table:
         """Every identity of a profile with first/last seen, the datasets it was seen in, status."""
-        import pyarrow.dataset as pads
-
-        ds = self._ws.lake.snapshot(self._path(IDENTITIES))
-        t = ds.to_table(filter=pads.field("profile_id") == profile_id)
-        eng = self._ws.engine
-        eng.register("__m", t)
-        try:
-            return eng.query(
-                f"SELECT *, {self._datasets_list_sql('dataset_mask')} AS datasets FROM __m ORDER BY namespace, value"
-            )
-        finally:
-            eng.unregister("__m")
+        return self._ws.lake.query(
+            self._ws.engine,
+            self._path(IDENTITIES),
+            f"SELECT *, {self._datasets_list_sql('dataset_mask')} AS datasets FROM {{t}} "
+            f"WHERE profile_id = {lit(int(profile_id))} ORDER BY namespace, value",
+        )
 
     def explain(self, identity: str, other: str | None = None) -> dict[str, Any]:
         """Why an identity is in its profile, and (with ``other``) why two identities are or

@@ -105,6 +105,19 @@ class Lake:
                 return
         engine.register(name, ds)
 
+    def query(self, engine: Any, uri: str, sql: str) -> pa.Table:
+        """Run ``sql`` against the latest version of one table, which it names ``{t}``.
+
+        The engine's own reader fetches the other columns only for the rows that pass
+        a filter: a point query (one profile, one identity) stays fast on big tables.
+        """
+        name = f"__q_{uuid.uuid4().hex[:12]}"
+        self.register(engine, name, uri)
+        try:
+            return engine.query(sql.replace("{t}", name))
+        finally:
+            engine.unregister(name)
+
     def version(self, uri: str) -> int:
         """The latest committed version."""
         return self.table(uri).version()

@@ -429,7 +429,11 @@ class Profiles:
     def by_id(self, profile_id: int, *, policy: str | None = None, events: int = 20) -> Profile:
         """A unified profile by id."""
         name, _ = self._policy(policy)
-        row = self.table(name).to_table(filter=pads.field("profile_id") == profile_id).to_pylist()
+        eng = self._ws.engine
+        pid = lit(int(profile_id))
+        row = self._ws.lake.query(
+            eng, self.table_uri(name), f"SELECT * FROM {{t}} WHERE profile_id = {pid}"
+        ).to_pylist()
         if not row:
             raise NotFoundError(f"no profile {profile_id} in the {name!r} profiles (rebuild them?)")
         r = row[0]
@@ -439,8 +443,12 @@ class Profiles:
         idents = self._ws.identity.members(profile_id).to_pylist()
         evs: list[dict[str, Any]] = []
         if events and self._ws.lake.exists(self._ws.lake.path(*EVENTS)):
-            t = self.events_table().to_table(filter=pads.field("profile_id") == profile_id)
-            t = t.sort_by([("timestamp", "descending"), ("dataset", "ascending")]).slice(0, events)
+            t = self._ws.lake.query(
+                eng,
+                self.events_uri(),
+                f"SELECT * FROM {{t}} WHERE profile_id = {pid} "
+                f"ORDER BY timestamp DESC, dataset LIMIT {int(events)}",
+            )
             evs = self._event_details(t.to_pylist())
         memberships = self._ws.segments.memberships_of(profile_id)
         return Profile(profile_id, attributes, sources, idents, evs, memberships, name)
