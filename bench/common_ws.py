@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 from bench.common import CACHE, sample_dir
@@ -30,3 +31,17 @@ def ingested_workspace(persons: int, seed: int = 42) -> Path:
     ws.close()
     done.write_text(GENERATOR_VERSION)
     return path
+
+
+def snapshot_workspace(src: Path, dst: Path) -> None:
+    """A writable copy of a closed workspace sharing the (immutable) Delta data files."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    subprocess.run(["cp", "-al", str(src / "lake"), str(dst / "lake")], check=True)
+    # Delta logs and checkpoints are new files per commit: linking is safe; the catalog is
+    # not (it keeps dataset tables relative to the lake: the copy writes its own)
+    for f in ("catalog.db", "workbench.yaml"):
+        shutil.copy2(src / f, dst / f)
+    for d in ("exports", "runs"):
+        (dst / d).mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.common import Report, peak_rss_mb
-from bench.common_ws import ingested_workspace
+from bench.common_ws import ingested_workspace, snapshot_workspace
 from workbench import Workspace
 from workbench.identity.cluster import ClusterInput, cluster
 
@@ -111,7 +111,40 @@ def run(persons: int, seed: int = 42, baselines: bool = True) -> Report:
     rep.add(step="quality vs ground truth (identities)", seconds=None, detail=_q(q["identities"]))
     rep.add(step="quality vs ground truth (rows)", seconds=None, detail=_q(q["rows"]))
     ws.close()
+    _incremental(rep, path)
     return rep
+
+
+def _incremental(rep: Report, path: Any, events: int = 10_000) -> None:
+    """An incremental identity build after a small web-events batch, on a copy of the
+    workspace (hard-linked data files): ``events`` rows of the table again, with new event
+    ids and one in ten on a new cookie; then the same build with nothing new."""
+    import shutil
+
+    from bench.common import CACHE
+
+    copy = CACHE / "ws-incremental-tmp"
+    snapshot_workspace(path, copy)
+    try:
+        ws = Workspace.open(copy)
+        t = ws.datasets.snapshot("web_events").to_table().slice(0, events)
+        df = t.drop_columns([c for c in t.column_names if c.startswith("_")]).to_pandas()
+        df["event_id"] = df["event_id"] + "-inc"
+        moved = df.index % 10 == 0
+        df.loc[moved, "ecid"] = df.loc[moved, "ecid"].str[::-1]
+        ws.ingest("web_events", df)
+        for label in (f"after a {events:,}-event batch", "with nothing new"):
+            st = ws.identity.build()
+            rep.add(
+                step=f"identity build, incremental, {label}",
+                seconds=st.seconds,
+                detail=st.timings,
+                identities=st.identities,
+                profiles=st.profiles,
+            )
+        ws.close()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _cpu_s() -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
 import socket
 import statistics
@@ -32,7 +31,7 @@ from typing import Any
 import httpx
 
 from bench.common import CACHE, ROOT, Report, peak_rss_mb
-from bench.common_ws import ingested_workspace
+from bench.common_ws import ingested_workspace, snapshot_workspace
 
 REPO = ROOT.parent
 
@@ -40,20 +39,6 @@ log = logging.getLogger(__name__)
 
 RATE = 500
 SECONDS = 60
-
-
-def _snapshot(src: Path, dst: Path) -> None:
-    """A writable copy sharing the (immutable) Delta data files."""
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    subprocess.run(["cp", "-al", str(src / "lake"), str(dst / "lake")], check=True)
-    # Delta logs and checkpoints are new files per commit: linking is safe; the catalog is not
-    for f in ("catalog.db", "workbench.yaml"):
-        shutil.copy2(src / f, dst / f)
-    # (the catalog keeps dataset tables relative to the lake: the copy writes its own)
-    for d in ("exports", "runs"):
-        (dst / d).mkdir(exist_ok=True)
 
 
 def _free_port() -> int:
@@ -134,7 +119,7 @@ def run(persons: int, seed: int = 42) -> Report:
     _prepare(ws)
     ws.close()
     path = CACHE / f"ws-stream-{persons}-{seed}"
-    _snapshot(src, path)
+    snapshot_workspace(src, path)
     ws = Workspace.open(path)
     for d in ws.activation.list():
         ws.activation.remove(d.name)

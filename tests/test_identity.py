@@ -303,6 +303,31 @@ def test_incremental_build_keeps_ids_and_merges_with_the_older_surviving(family:
     assert again == after
 
 
+def test_update_with_nothing_new_keeps_the_graph(family: Workspace) -> None:
+    """An incremental build with no new rows and the same rules changes nothing (and
+    rewrites nothing); new rows, or a changed rule, make it rebuild."""
+    uri = family.lake.path("identity", "identities")
+    version = family.lake.version(uri)
+    first = family.catalog.last_build("identity")
+    assert first is not None
+    for _ in range(2):
+        st = family.identity.build()
+        assert st.mode == "incremental" and "unchanged" in st.timings and st.rows_scanned == 0
+        assert (st.identities, st.links, st.profiles) == (
+            first.stats["identities"],
+            first.stats["links"],
+            first.stats["profiles"],
+        )
+        assert family.lake.version(uri) == version
+    family.settings.identity_cap = 3  # a rule changed: cluster again
+    st = family.identity.build()
+    assert "unchanged" not in st.timings and family.lake.version(uri) == version + 1
+    family.ingest("web_events", web([("page_view", "NEW", None, 40)]).assign(event_id="E-n"))
+    st = family.identity.build()
+    assert "unchanged" not in st.timings and st.rows_scanned == 1
+    assert family.identity.lookup("ecid:NEW") is not None
+
+
 def test_split_gives_the_smaller_part_a_new_id(ws: Workspace) -> None:
     ws.ingest(
         "pos_orders",

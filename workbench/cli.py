@@ -547,8 +547,14 @@ def identity_build(full: bool, workspace: Path) -> None:
     ws = _open(workspace)
     with console.status("building the identity graph..."):
         st = ws.identity.build(full=full)
+    unchanged = "unchanged" in st.timings
     rows = [
-        ["mode", st.mode],
+        [
+            "mode",
+            f"{st.mode} (nothing new since build {st.graph_build_id}: graph kept)"
+            if unchanged
+            else st.mode,
+        ],
         ["rows read", _fmt_int(st.rows_scanned)],
         ["identities", _fmt_int(st.identities)],
         ["links", _fmt_int(st.links)],

@@ -109,6 +109,10 @@ class IdentityBuildStats:
     rows_scanned: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    #: the build whose tables these are (an update with nothing to do keeps the last ones)
+    graph_build_id: int = 0
+    #: what the clustering depended on (namespaces, cap, blocked values): see ``build``
+    settings_digest: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the catalog and JSON)."""
@@ -403,6 +407,26 @@ class IdentityGraph:
         build = ws.catalog.start_build("identity", "incremental" if incremental else "full")
         try:
             with ws.lake.lock("identity"):
+                if incremental and last is not None and self._unchanged_since(last):
+                    # no new rows, same rules, the tables are that build's: nothing to redo
+                    stats = IdentityBuildStats(
+                        **{
+                            **last.stats,
+                            "build_id": build.id,
+                            "mode": "incremental",
+                            "new_profiles": 0,
+                            "merged_profiles": 0,
+                            "split_profiles": 0,
+                            "rows_scanned": 0,
+                            "seconds": round(time.perf_counter() - t0, 3),
+                            "timings": {"unchanged": round(time.perf_counter() - t0, 3)},
+                        }
+                    )
+                    ws.catalog.finish_build(
+                        build.id, status="success", watermark=last.watermark, stats=stats.to_dict()
+                    )
+                    log.info("identity build %d: nothing new since build %d", build.id, last.id)
+                    return stats
                 stats = self._build(
                     build.id,
                     last.watermark if (incremental and last) else {},
@@ -414,6 +438,45 @@ class IdentityGraph:
             ws.catalog.finish_build(build.id, status="failed", error=f"{type(e).__name__}: {e}")
             raise
         return stats
+
+    def _settings_digest(self) -> str:
+        """What the graph depends on besides the data: namespaces (priority, uniqueness,
+        kind, normalizer), the cap, blocked values and the default region."""
+        ws = self._ws
+        rules = {
+            "namespaces": sorted(
+                (n.name, n.priority, n.unique, n.kind.value, str(n.normalizer))
+                for n in ws.catalog.namespaces()
+            ),
+            "cap": ws.settings.identity_cap,
+            "blocked": sorted(ws.settings.blocked_identities),
+            "region": ws.settings.default_region,
+            "datasets": sorted(
+                (name, [f for f, _ in fields]) for name, _, fields, _ in self._sources()
+            ),
+        }
+        return hashlib.blake2b(repr(rules).encode(), digest_size=16).hexdigest()
+
+    def _unchanged_since(self, last: Any) -> bool:
+        """Whether the last build's graph is still current: no rows after its watermark in
+        any source, the same rules, and the stored tables are the ones it stands for."""
+        if last.stats.get("settings_digest") != self._settings_digest():
+            return False
+        commits = self._ws.lake.table(self._path(IDENTITIES)).history(1)
+        graph = last.stats.get("graph_build_id") or last.id
+        if not commits or str(commits[0].get(f"{META_PREFIX}build_id")) != str(graph):
+            return False
+        eng = self._ws.engine
+        for name, path, _, _ in self._sources():
+            since = int(last.watermark.get(name, 0))
+            view = f"__id_new_{name}"
+            self._ws.lake.register(eng, view, path)
+            try:
+                if eng.scalar(f"SELECT count(*) FROM {view} WHERE _batch_id > {lit(since)}"):
+                    return False
+            finally:
+                eng.unregister(view)
+        return True
 
     def _build(
         self,
@@ -546,6 +609,8 @@ class IdentityGraph:
             rows_scanned=rows,
             seconds=round(time.perf_counter() - t0, 3),
             timings={k: round(v, 3) for k, v in timings.items()},
+            graph_build_id=build_id,
+            settings_digest=self._settings_digest(),
         )
         ws.catalog.finish_build(build_id, status="success", watermark=mark, stats=stats.to_dict())
         log.info("identity build %d: %s", build_id, stats)
