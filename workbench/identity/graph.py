@@ -396,7 +396,8 @@ class IdentityGraph:
 
         Incremental by default once a graph exists: only batches ingested since the last
         build are read; their identities and links are merged into the stored graph, which
-        is then re-clustered (clustering all links is cheap; reading the lake is not).
+        is then re-clustered (clustering all links is cheap; reading the lake is not). With
+        no new rows and the same rules, the last build's graph is kept as it is.
         ``full=True`` re-reads everything.
         """
         ws = self._ws
@@ -408,25 +409,7 @@ class IdentityGraph:
         try:
             with ws.lake.lock("identity"):
                 if incremental and last is not None and self._unchanged_since(last):
-                    # no new rows, same rules, the tables are that build's: nothing to redo
-                    stats = IdentityBuildStats(
-                        **{
-                            **last.stats,
-                            "build_id": build.id,
-                            "mode": "incremental",
-                            "new_profiles": 0,
-                            "merged_profiles": 0,
-                            "split_profiles": 0,
-                            "rows_scanned": 0,
-                            "seconds": round(time.perf_counter() - t0, 3),
-                            "timings": {"unchanged": round(time.perf_counter() - t0, 3)},
-                        }
-                    )
-                    ws.catalog.finish_build(
-                        build.id, status="success", watermark=last.watermark, stats=stats.to_dict()
-                    )
-                    log.info("identity build %d: nothing new since build %d", build.id, last.id)
-                    return stats
+                    return self._keep_graph(build.id, last, t0)
                 stats = self._build(
                     build.id,
                     last.watermark if (incremental and last) else {},
@@ -437,6 +420,28 @@ class IdentityGraph:
         except BaseException as e:
             ws.catalog.finish_build(build.id, status="failed", error=f"{type(e).__name__}: {e}")
             raise
+        return stats
+
+    def _keep_graph(self, build_id: int, last: Any, t0: float) -> IdentityBuildStats:
+        """Record an update with nothing to do: the last build's graph and figures stand."""
+        seconds = round(time.perf_counter() - t0, 3)
+        stats = IdentityBuildStats(
+            **{
+                **last.stats,
+                "build_id": build_id,
+                "mode": "incremental",
+                "new_profiles": 0,
+                "merged_profiles": 0,
+                "split_profiles": 0,
+                "rows_scanned": 0,
+                "seconds": seconds,
+                "timings": {"unchanged": seconds},
+            }
+        )
+        self._ws.catalog.finish_build(
+            build_id, status="success", watermark=last.watermark, stats=stats.to_dict()
+        )
+        log.info("identity build %d: nothing new since build %d", build_id, last.id)
         return stats
 
     def _settings_digest(self) -> str:
