@@ -233,6 +233,22 @@ def s3_server() -> Iterator[S3Server]:
         server.stop()
 
 
+def sample_brand_workspace(tmp_path: Path, persons: int, seed: int) -> tuple[Any, Path]:
+    """A sample brand generated into ``tmp_path/sample``, ingested into a new workspace
+    ``tmp_path/ws`` and its identity graph built: (workspace, sample folder)."""
+    from workbench import Workspace
+    from workbench.sample import generate
+    from workbench.sample.brand import ingest, register
+
+    d = tmp_path / "sample"
+    generate(d, persons=persons, seed=seed)
+    w = Workspace.create(tmp_path / "ws")
+    register(w)
+    ingest(w, d)
+    w.identity.build()
+    return w, d
+
+
 def copy_workspace(src: Path, dst: Path) -> Path:
     """Copy a closed workspace folder (a plain copy: the catalog keeps dataset tables
     relative to the workspace's lake, so the copy reads and writes its own)."""

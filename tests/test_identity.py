@@ -482,15 +482,9 @@ def test_key_collision_falls_back_to_exact_keys(  # type: ignore[no-untyped-def]
 def test_quality_on_the_sample(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import pyarrow.parquet as pq
 
-    from workbench.sample import generate
-    from workbench.sample.brand import ingest, register
+    from tests.conftest import sample_brand_workspace
 
-    d = tmp_path / "sample"
-    generate(d, persons=10_000, seed=11)
-    w = Workspace.create(tmp_path / "ws")
-    register(w)
-    ingest(w, d)
-    w.identity.build()
+    w, d = sample_brand_workspace(tmp_path, persons=10_000, seed=11)
     m = w.identity.evaluate(d / "truth")
     q = m["identities"]
     assert q["precision"] >= 0.99 and q["recall"] >= 0.99, q

@@ -244,16 +244,10 @@ def test_profiles_and_event_history_match_a_reference(tmp_path, policy) -> None:
     Python recomputation of the documented rules (attribution, merge policy, history)."""
     import pyarrow.parquet as pq
 
+    from tests.conftest import sample_brand_workspace
     from workbench.profile.profiles import EVENT_ROW_GROUP
-    from workbench.sample import generate
-    from workbench.sample.brand import ingest, register
 
-    d = tmp_path / "sample"
-    generate(d, persons=1_500, seed=5)
-    w = Workspace.create(tmp_path / "ws")
-    register(w)
-    ingest(w, d)
-    w.identity.build()
+    w, _ = sample_brand_workspace(tmp_path, persons=1_500, seed=5)
     w.settings.merge_policies["ref"] = policy
     st = w.profiles.build("ref")
     want_profiles, want_events = _reference(w, policy)

@@ -381,12 +381,11 @@ class IdentityGraph:
         the stored links still carry (a dataset since removed)."""
         names = sorted(d.name for d in self._ws.catalog.list_datasets())
         if self.exists():
-            eng = self._ws.engine
-            self._ws.lake.register(eng, "__old_l", self._path(LINKS))
-            try:
-                old = eng.query("SELECT DISTINCT dataset FROM __old_l WHERE dataset IS NOT NULL")
-            finally:
-                eng.unregister("__old_l")
+            old = self._ws.lake.query(
+                self._ws.engine,
+                self._path(LINKS),
+                "SELECT DISTINCT dataset FROM {t} WHERE dataset IS NOT NULL",
+            )
             names += sorted(set(old.column("dataset").to_pylist()) - set(names))
         return names
 
@@ -444,9 +443,12 @@ class IdentityGraph:
         log.info("identity build %d: nothing new since build %d", build_id, last.id)
         return stats
 
-    def _settings_digest(self) -> str:
+    def _settings_digest(
+        self, sources: list[tuple[str, str, list[tuple[str, Namespace]], str]]
+    ) -> str:
         """What the graph depends on besides the data: namespaces (priority, uniqueness,
-        kind, normalizer), the cap, blocked values and the default region."""
+        kind, normalizer), the cap, blocked values, the default region and the sources
+        (:meth:`_sources`) with their identity fields."""
         ws = self._ws
         rules = {
             "namespaces": sorted(
@@ -456,32 +458,29 @@ class IdentityGraph:
             "cap": ws.settings.identity_cap,
             "blocked": sorted(ws.settings.blocked_identities),
             "region": ws.settings.default_region,
-            "datasets": sorted(
-                (name, [f for f, _ in fields]) for name, _, fields, _ in self._sources()
-            ),
+            "datasets": sorted((name, [f for f, _ in fields]) for name, _, fields, _ in sources),
         }
         return hashlib.blake2b(repr(rules).encode(), digest_size=16).hexdigest()
 
     def _unchanged_since(self, last: Any) -> bool:
         """Whether the last build's graph is still current: no rows after its watermark in
         any source, the same rules, and the stored tables are the ones it stands for."""
-        if last.stats.get("settings_digest") != self._settings_digest():
+        lake = self._ws.lake
+        sources = self._sources()
+        if last.stats.get("settings_digest") != self._settings_digest(sources):
             return False
-        commits = self._ws.lake.table(self._path(IDENTITIES)).history(1)
+        commits = lake.table(self._path(IDENTITIES)).history(1)
         graph = last.stats.get("graph_build_id") or last.id
         if not commits or str(commits[0].get(f"{META_PREFIX}build_id")) != str(graph):
             return False
-        eng = self._ws.engine
-        for name, path, _, _ in self._sources():
-            since = int(last.watermark.get(name, 0))
-            view = f"__id_new_{name}"
-            self._ws.lake.register(eng, view, path)
-            try:
-                if eng.scalar(f"SELECT count(*) FROM {view} WHERE _batch_id > {lit(since)}"):
-                    return False
-            finally:
-                eng.unregister(view)
-        return True
+        return not any(
+            lake.query(
+                self._ws.engine,
+                path,
+                f"SELECT 1 FROM {{t}} WHERE _batch_id > {lit(int(last.watermark.get(name, 0)))} LIMIT 1",
+            ).num_rows
+            for name, path, _, _ in sources
+        )
 
     def _build(
         self,
@@ -615,7 +614,7 @@ class IdentityGraph:
             seconds=round(time.perf_counter() - t0, 3),
             timings={k: round(v, 3) for k, v in timings.items()},
             graph_build_id=build_id,
-            settings_digest=self._settings_digest(),
+            settings_digest=self._settings_digest(self._sources()),
         )
         ws.catalog.finish_build(build_id, status="success", watermark=mark, stats=stats.to_dict())
         log.info("identity build %d: %s", build_id, stats)
